@@ -1,0 +1,43 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, generate the demo data, train the demo GN2, evaluate it, show the metrics
+#   make test   set up, lint and run the test suite
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+DEMO_DATA ?= data/demo
+DEMO_TRAIN ?= 300000
+DEMO_VAL ?= 50000
+DEMO_TEST ?= 50000
+
+.PHONY: install demo demo-data lint test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# the CPU build of torch first and pinned, so nothing else can pull a CUDA build
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo-data: install
+	@if [ -f $(DEMO_DATA)/test.h5 ]; then echo "demo data found in $(DEMO_DATA)"; else \
+	  $(BIN)/salt demo-data --out $(DEMO_DATA) --train $(DEMO_TRAIN) --val $(DEMO_VAL) --test $(DEMO_TEST); fi
+
+demo: demo-data
+	$(BIN)/salt fit --config configs/GN2.yaml --config configs/GN2_demo.yaml
+	$(BIN)/salt test --config $$(ls -td logs/GN2_demo_*/ | head -1)config.yaml
+	@run=$$(ls -td logs/GN2_demo_*/ | head -1); \
+	  echo "run directory: $$run"; ls $$run/evaluation/*/; \
+	  cat $$run/evaluation/*/metrics.json | head -60
+
+lint: install
+	$(BIN)/ruff check salt tests benchmarks
+	$(BIN)/ruff format --check salt tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) logs

@@ -1,0 +1,301 @@
+"""``salt fit|validate|test|predict``: LightningCLI with derived sizes, run directory, outputs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonargparse import Namespace
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from salt.callbacks.checkpoint_io import AtomicCheckpointIO
+from salt.data.datamodule import SaltDataModule
+from salt.data.paths import resolve_files
+from salt.lightning_module import SaltModule
+from salt.run_dir import (
+    RUN_DIR_ENV,
+    atomic_write_text,
+    check_free,
+    copy_into,
+    run_dir_name,
+    update_metadata,
+    write_metadata,
+)
+from salt.wiring import derive_config
+
+log = logging.getLogger(__name__)
+
+BASE_CONFIG = Path(__file__).parent / "configs" / "base.yaml"
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+@dataclass
+class EvaluationOptions:
+    """What ``salt test`` writes and measures.
+
+    Args:
+        fc: c-jet fraction in the b-tagging discriminant.
+        jet_fields: jet fields copied from the test file into the predictions file (those
+            missing from the file are skipped); the tasks' labels are always added.
+        working_points: b-jet efficiencies at which rejections are reported.
+        run_evaluation: compute metrics.json and plots after writing the predictions.
+    """
+
+    fc: float = 0.2
+    jet_fields: list[str] = field(
+        default_factory=lambda: ["pt", "eta", "HadronConeExclTruthLabelID", "flavour_label"]
+    )
+    working_points: list[float] = field(default_factory=lambda: [0.60, 0.70, 0.77, 0.85])
+    run_evaluation: bool = True
+
+
+class SaltCLI(LightningCLI):
+    """LightningCLI with derived sizes, a protected run directory and salt's test outputs."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True):
+        base = {"default_config_files": [str(BASE_CONFIG)]}
+        super().__init__(
+            model_class=SaltModule,
+            datamodule_class=SaltDataModule,
+            save_config_callback=None,
+            auto_configure_optimizers=False,
+            parser_kwargs={sub: dict(base) for sub in SUBCOMMANDS},
+            args=args,
+            run=run,
+        )
+
+    # -- arguments --------------------------------------------------------------------------
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("-n", "--name", default="salt", help="run and tagger name")
+        parser.add_argument("--force", action="store_true", help="reuse an existing run dir")
+        parser.add_argument("--overwrite", action="store_true", help="same as --force")
+        parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+        parser.add_argument("--log_suffix", default=None, help="run dir suffix (not a timestamp)")
+        parser.add_argument("--test_suffix", default=None, help="sample name in output files")
+        parser.add_class_arguments(EvaluationOptions, "evaluation")
+        parser.link_arguments("name", "model.name")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then derive sizes; ``--print_config`` prints the *derived* config."""
+        argv = list(sys.argv[1:] if args is None else args)
+        printing = [a for a in argv if a.startswith("--print_config")]
+        argv = [a for a in argv if not a.startswith("--print_config")]
+        super().parse_arguments(parser, argv)
+        subcommand = self.config.get("subcommand")
+        if subcommand is None:
+            return
+        derive_config(self.config[subcommand], need_files=not printing)
+        if printing:
+            sub_parser = self._parser(subcommand)
+            print(sub_parser.dump(self.config[subcommand], skip_none=False), end="")
+            sys.exit(0)
+
+    # -- before building --------------------------------------------------------------------
+    def before_instantiate_classes(self) -> None:
+        subcommand = self.config["subcommand"]
+        cfg = self.config[subcommand]
+        if subcommand == "fit":
+            self._prepare_run_dir(cfg)
+        else:
+            cfg.trainer.logger = False
+        cfg.trainer.plugins = [AtomicCheckpointIO()]
+
+    def _prepare_run_dir(self, cfg: Namespace) -> None:
+        root = Path(cfg.trainer.default_root_dir or "logs")
+        # processes started by the DDP launcher reuse the run directory chosen by rank 0
+        is_child = int(os.environ.get("LOCAL_RANK", "0")) > 0
+        inherited = os.environ.get(RUN_DIR_ENV) if is_child else None
+        run_dir = Path(inherited) if inherited else root / run_dir_name(cfg.name, cfg.log_suffix)
+        if not inherited:
+            check_free(run_dir, cfg.force or cfg.overwrite)
+        os.environ[RUN_DIR_ENV] = str(run_dir)
+        self.run_dir = run_dir
+        cfg.trainer.default_root_dir = str(run_dir)
+        cfg.trainer.logger = Namespace(
+            class_path="lightning.pytorch.loggers.CSVLogger",
+            init_args=Namespace(save_dir=str(run_dir), name="", version=""),
+        )
+        callbacks = [
+            c
+            for c in (cfg.trainer.callbacks or [])
+            if not str(getattr(c, "class_path", "")).endswith("ModelCheckpoint")
+        ]
+        callbacks.append(
+            Namespace(
+                class_path="lightning.pytorch.callbacks.ModelCheckpoint",
+                init_args=Namespace(
+                    dirpath=str(run_dir / "ckpts"),
+                    filename="epoch={epoch:03d}-val_loss={val/loss:.5f}",
+                    auto_insert_metric_name=False,
+                    monitor="val/loss",
+                    save_top_k=-1,
+                    save_last=False,
+                ),
+            )
+        )
+        cfg.trainer.callbacks = callbacks
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        subcommand = self.config["subcommand"]
+        cfg = self.config[subcommand]
+        self.datamodule.request_labels(self.model.model.label_fields())
+        self._apply_class_dict(cfg)
+
+    def _apply_class_dict(self, cfg: Namespace) -> None:
+        tasks = [t for t in self.model.model.tasks if getattr(t, "use_class_dict", False)]
+        if not tasks:
+            return
+        path = cfg.data.class_dict
+        if path is None:
+            raise ValueError("a task has use_class_dict: true but data.class_dict is not set")
+        content = yaml.safe_load(Path(path).read_text())
+        for task in tasks:
+            dataset = self.datamodule.dataset_name(task.input_name)
+            try:
+                weights = content[dataset][task.label]
+            except (KeyError, TypeError):
+                raise KeyError(
+                    f"data.class_dict '{path}': no weights for '{dataset}.{task.label}'"
+                ) from None
+            task.set_class_weights(list(weights))
+
+    # -- fit --------------------------------------------------------------------------------
+    def before_fit(self) -> None:
+        cfg = self.config["fit"]
+        if cfg.compile:
+            self.model.model.compile()
+        if not self.trainer.is_global_zero:
+            return
+        run_dir = self.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        saved = cfg.clone()
+        norm_copy = copy_into(run_dir, cfg.data.norm_dict)
+        class_copy = copy_into(run_dir, cfg.data.class_dict)
+        saved.data.norm_dict = str(norm_copy.resolve()) if norm_copy else None
+        saved.data.class_dict = str(class_copy.resolve()) if class_copy else None
+        for split in ("train", "val", "test"):
+            spec = getattr(saved.data, f"{split}_file")
+            if spec is not None:
+                saved.data[f"{split}_file"] = _absolute(spec)
+        saved.force = saved.overwrite = False
+        saved.trainer.plugins = None
+        text = self._parser("fit").dump(saved, skip_none=False, skip_link_targets=True)
+        atomic_write_text(run_dir / "config.yaml", text)
+        self.datamodule.setup("fit")
+        rows = {s: d.num_rows for s, d in self.datamodule.datasets.items()}
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        write_metadata(
+            run_dir / "metadata.yaml",
+            {
+                "name": cfg.name,
+                "run_dir": str(run_dir.resolve()),
+                "status": "running",
+                "data": {
+                    f"{s}_file": _absolute(getattr(cfg.data, f"{s}_file"))
+                    for s in ("train", "val", "test")
+                },
+                "num_rows": rows,
+                "trainable_parameters": int(trainable),
+            },
+        )
+
+    def after_fit(self) -> None:
+        if self.trainer.is_global_zero:
+            status = "interrupted" if self.trainer.interrupted else "finished"
+            update_metadata(self.run_dir / "metadata.yaml", status=status)
+
+    # -- test -------------------------------------------------------------------------------
+    def before_test(self) -> None:
+        from salt.callbacks.prediction_writer import PredictionWriter
+
+        cfg = self.config["test"]
+        run_dir = Path(cfg.trainer.default_root_dir or ".")
+        ckpt = Path(cfg.ckpt_path) if cfg.ckpt_path else best_checkpoint(run_dir / "ckpts")
+        self.config_init["test"]["ckpt_path"] = str(ckpt)
+        sample = cfg.test_suffix or resolve_files(cfg.data.test_file, "test_file")[0].stem
+        out = ckpt.parent / f"{ckpt.stem}__test_{sample}.h5"
+        if out.exists() and not (cfg.overwrite or cfg.force):
+            raise FileExistsError(
+                f"predictions file '{out}' exists; pass --overwrite to replace it"
+            )
+        self.datamodule.setup("test")
+        dataset = self.datamodule.datasets["test"]
+        global_object = self.datamodule.global_object
+        dtype = dataset.source.dtype(self.datamodule.dataset_name(global_object))
+        wanted = list(cfg.evaluation.jet_fields)
+        for task in self.model.model.tasks:
+            if task.input_name == global_object and task.label not in wanted:
+                wanted.append(task.label)
+        fields = [f for f in wanted if f in dtype.names]
+        self.datamodule.request_labels({global_object: fields})
+        self.datamodule.datasets.clear()
+        self.predictions_path = out
+        self.trainer.callbacks.append(
+            PredictionWriter(
+                out, self.model.name, fields, {f: dtype[f] for f in fields}, global_object
+            )
+        )
+        self.ckpt = ckpt
+        self.sample = sample
+
+    def after_test(self) -> None:
+        cfg = self.config["test"]
+        if not self.trainer.is_global_zero or not cfg.evaluation.run_evaluation:
+            return
+        from salt.evaluation.evaluate import evaluate_predictions
+        from salt.tasks.classification import ClassificationTask
+
+        global_object = self.datamodule.global_object
+        tasks = [
+            t
+            for t in self.model.model.tasks
+            if isinstance(t, ClassificationTask) and t.input_name == global_object
+        ]
+        if not tasks:
+            return
+        task = tasks[0]
+        run_dir = Path(cfg.trainer.default_root_dir or ".")
+        out_dir = run_dir / "evaluation" / f"{self.ckpt.stem}__test_{self.sample}"
+        evaluate_predictions(
+            self.predictions_path,
+            out_dir,
+            tagger=self.model.name,
+            class_names=task.class_names,
+            label_field=task.label,
+            fc=cfg.evaluation.fc,
+            working_points=tuple(cfg.evaluation.working_points),
+            test_file=resolve_files(cfg.data.test_file, "test_file")[0],
+            overwrite=bool(cfg.overwrite or cfg.force),
+        )
+        log.info("evaluation written to %s", out_dir)
+
+
+def _absolute(spec: Any) -> Any:
+    if spec is None:
+        return None
+    if isinstance(spec, list | tuple):
+        return [str(Path(s).resolve()) for s in spec]
+    return str(Path(spec).resolve())
+
+
+def best_checkpoint(ckpt_dir: Path) -> Path:
+    """The checkpoint with the lowest validation loss in its name (``...val_loss=X.ckpt``)."""
+    candidates = []
+    for path in ckpt_dir.glob("*.ckpt"):
+        stem = path.stem
+        if "val_loss=" in stem:
+            try:
+                candidates.append((float(stem.split("val_loss=")[-1]), path))
+            except ValueError:
+                continue
+    if not candidates:
+        raise FileNotFoundError(
+            f"no checkpoint with a validation loss in '{ckpt_dir}'; pass --ckpt_path"
+        )
+    return min(candidates)[1]

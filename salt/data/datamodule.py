@@ -1,0 +1,245 @@
+"""The LightningDataModule configured under ``data:``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from salt.data.batch import SPECIAL_GROUPS, BatchBuilder, InputSpec
+from salt.data.dataset import ChunkedH5Dataset, make_loader
+from salt.data.h5_source import DatasetRead, H5Source
+from salt.data.paths import resolve_files
+from salt.utils.h5 import read_class_names
+
+log = logging.getLogger(__name__)
+
+FileSpec = str | list[str]
+
+
+def canonical_variables(variables: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Accept ``global``/``parameters`` as spellings of the special GLOBAL/PARAMETERS groups."""
+    out: dict[str, list[str]] = {}
+    for name, names in variables.items():
+        key = name.upper() if name.upper() in SPECIAL_GROUPS else name
+        if key in out:
+            raise ValueError(f"data.variables: '{name}' given twice (as '{key}')")
+        if not isinstance(names, list | tuple) or not all(isinstance(v, str) for v in names):
+            raise ValueError(f"data.variables.{name}: expected a list of field names")
+        out[key] = list(names)
+    return out
+
+
+class SaltDataModule(L.LightningDataModule):
+    """FTAG HDF5 training files, read in large contiguous chunks with only the needed fields.
+
+    Args:
+        train_file: a path, a glob or a list of paths/globs read as one dataset.
+        val_file: as ``train_file``, for validation.
+        norm_dict: YAML ``{dataset: {variable: {mean, std}}}``.
+        variables: ``{input_type: [fields]}``; the global object is one input type; special
+            groups ``GLOBAL`` (jet features added after pooling) and ``PARAMETERS``.
+        test_file: as ``train_file``, for ``salt test``/``predict``.
+        class_dict: YAML ``{dataset: {label: [weights]}}`` for tasks with ``use_class_dict``.
+        global_object: the per-jet input type.
+        input_map: ``{internal_name: h5_dataset_name}`` when they differ.
+        num_inputs: keep only the first N constituents, e.g. ``{tracks: 10}``.
+        num_train: rows to use for training (-1 = all); same for ``num_val``/``num_test``.
+        batch_size: jets per batch.
+        num_workers: DataLoader worker processes.
+        pin_memory: page-locked host memory for faster GPU transfer (ignored without CUDA).
+        persistent_workers: keep workers alive between epochs.
+        chunk_size: rows loaded and shuffled together.
+        block_size: rows per contiguous read; blocks are permuted every epoch.
+        seed: base of the per-epoch shuffles.
+    """
+
+    def __init__(
+        self,
+        train_file: FileSpec,
+        val_file: FileSpec,
+        norm_dict: str,
+        variables: dict[str, list[str]],
+        test_file: FileSpec | None = None,
+        class_dict: str | None = None,
+        global_object: str = "jets",
+        input_map: dict[str, str] | None = None,
+        num_inputs: dict[str, int] | None = None,
+        num_train: int = -1,
+        num_val: int = -1,
+        num_test: int = -1,
+        batch_size: int = 1000,
+        num_workers: int = 0,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        chunk_size: int = 50_000,
+        block_size: int = 5_000,
+        seed: int = 42,
+    ):
+        super().__init__()
+        self.files = {"train": train_file, "val": val_file, "test": test_file}
+        self.norm_dict = norm_dict
+        self.class_dict = class_dict
+        self.variables = canonical_variables(variables)
+        self.global_object = global_object
+        self.input_map = dict(input_map or {})
+        self.num_inputs = dict(num_inputs or {})
+        self.num_rows = {"train": int(num_train), "val": int(num_val), "test": int(num_test)}
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.chunk_size = chunk_size
+        self.block_size = block_size
+        self.seed = seed
+        self.label_fields: dict[str, list[str]] = {}
+        self.datasets: dict[str, ChunkedH5Dataset] = {}
+        if self.global_object not in self.variables:
+            raise ValueError(
+                f"data.variables: the global object '{global_object}' needs an entry "
+                "(an empty list if no jet variables are used)"
+            )
+        for name in self.num_inputs:
+            if name not in self.variables or name == self.global_object:
+                raise ValueError(
+                    f"data.num_inputs: '{name}' is not a constituent input type "
+                    f"(expected one of {self.constituent_names})"
+                )
+
+    # -- what the rest of salt asks the data layer -----------------------------------------
+    @property
+    def constituent_names(self) -> list[str]:
+        return [n for n in self.variables if n != self.global_object and n not in SPECIAL_GROUPS]
+
+    def dataset_name(self, input_name: str) -> str:
+        """The HDF5 dataset an internal input type (or special group) is read from."""
+        if input_name in SPECIAL_GROUPS:
+            input_name = self.global_object
+        return self.input_map.get(input_name, input_name)
+
+    def request_labels(self, fields: dict[str, list[str]]) -> None:
+        """Tasks call this (through the CLI) with the label fields they need per input type."""
+        for name, names in fields.items():
+            current = self.label_fields.setdefault(name, [])
+            current.extend(n for n in names if n not in current)
+
+    def first_file(self, split: str = "train") -> Path:
+        spec = self.files[split]
+        if spec is None:
+            raise ValueError(f"data.{split}_file is not set")
+        return resolve_files(spec, f"{split}_file")[0]
+
+    def class_names(self, input_name: str, label: str) -> list[str] | None:
+        """Class names stored as an attribute named after the label on the input's dataset."""
+        path = self.first_file("train" if self.files["train"] else "test")
+        return read_class_names(path, self.dataset_name(input_name), label)
+
+    # -- building datasets ------------------------------------------------------------------
+    def _specs(self) -> list[InputSpec]:
+        specs = []
+        for name, names in self.variables.items():
+            constituent = name in self.constituent_names
+            specs.append(InputSpec(name, self.dataset_name(name), names, constituent))
+        return specs
+
+    def _reads(self, specs: list[InputSpec]) -> dict[str, DatasetRead]:
+        reads: dict[str, DatasetRead] = {}
+        for spec in specs:
+            read = reads.setdefault(spec.dataset, DatasetRead())
+            read.add(spec.variables)
+            if spec.constituent:
+                read.add(["valid"])
+                read.max_len = self.num_inputs.get(spec.name)
+        for name, fields in self.label_fields.items():
+            reads.setdefault(self.dataset_name(name), DatasetRead()).add(fields)
+        return reads
+
+    def build_dataset(self, split: str) -> ChunkedH5Dataset:
+        spec_files = self.files[split]
+        if spec_files is None:
+            raise ValueError(f"data.{split}_file is not set (needed for this command)")
+        key = f"{split}_file"
+        files = resolve_files(spec_files, key)
+        specs = self._specs()
+        reads = self._reads(specs)
+        source = H5Source(files, reads, key)
+        self._check_fields(source, specs)
+        available = source.num_rows
+        wanted = self.num_rows[split]
+        if wanted > available:
+            raise ValueError(
+                f"data.num_{split}={wanted} is larger than the {available} rows in "
+                f"{', '.join(map(str, files))}"
+            )
+        num_rows = available if wanted < 0 else wanted
+        labels = {n: (self.dataset_name(n), f) for n, f in self.label_fields.items()}
+        builder = BatchBuilder(specs, labels, description=", ".join(map(str, files)))
+        dataset = ChunkedH5Dataset(
+            source,
+            builder,
+            num_rows,
+            self.batch_size,
+            shuffle=split == "train",
+            chunk_size=self.chunk_size,
+            block_size=self.block_size,
+            seed=self.seed,
+        )
+        log.info("%s: %d rows from %d file(s)", split, num_rows, len(files))
+        return dataset
+
+    def _check_fields(self, source: H5Source, specs: list[InputSpec]) -> None:
+        where = source.files[0]
+        for dataset, read in source.reads.items():
+            dtype = source.dtype(dataset)
+            if dtype.names is None:
+                raise ValueError(f"{where}: dataset '{dataset}' is not a structured array")
+            for name in read.fields:
+                if name not in dtype.names:
+                    raise KeyError(
+                        f"{where}: variable '{name}' not found in dataset '{dataset}' "
+                        f"(available: {', '.join(dtype.names)})"
+                    )
+        for spec in specs:
+            dtype = source.dtype(spec.dataset)
+            for var in spec.variables:
+                if dtype[var].kind not in "fiub":
+                    raise TypeError(
+                        f"{where}: '{spec.dataset}.{var}' has dtype {dtype[var]} "
+                        "(inputs must be numeric)"
+                    )
+            ndim = len(source.shape(spec.dataset))
+            if spec.constituent and ndim != 2:
+                raise ValueError(
+                    f"{where}: '{spec.dataset}' has {ndim} dimension(s), expected 2 (rows, "
+                    "constituents) for a constituent input"
+                )
+            if not spec.constituent and ndim != 1:
+                raise ValueError(f"{where}: '{spec.dataset}' has {ndim} dimensions, expected 1")
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}
+        for split in splits.get(stage, ["test"]):
+            self.datasets[split] = self.build_dataset(split)
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            for dataset in self.datasets.values():
+                dataset.set_distributed(trainer.global_rank, trainer.world_size)
+
+    def _loader(self, split: str) -> DataLoader:
+        return make_loader(
+            self.datasets[split], self.num_workers, self.pin_memory, self.persistent_workers
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")

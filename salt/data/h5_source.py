@@ -1,0 +1,131 @@
+"""Contiguous reads of selected fields from one or several FTAG-format HDF5 files.
+
+Several files are one logical dataset: rows are numbered across files in the order given, and a
+read that crosses a file boundary is split into one contiguous read per file.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+
+@dataclass
+class DatasetRead:
+    """What to read from one HDF5 dataset: its fields and, for constituents, how many columns."""
+
+    fields: list[str] = field(default_factory=list)
+    max_len: int | None = None
+
+    def add(self, names: list[str]) -> None:
+        for name in names:
+            if name not in self.fields:
+                self.fields.append(name)
+
+
+class H5Source:
+    """Reads row ranges of several datasets (e.g. ``jets`` and ``tracks``) from a list of files.
+
+    File handles are opened lazily in the process that reads, because h5py handles must not be
+    shared across the fork of DataLoader workers.
+    """
+
+    def __init__(self, files: list[Path], reads: dict[str, DatasetRead], key: str = "file"):
+        self.files = [Path(f) for f in files]
+        self.reads = reads
+        self.key = key
+        self._handles: dict[int, h5py.File] = {}
+        self._pid = -1
+        self.rows_per_file = [self._count_rows(f) for f in self.files]
+        self.offsets = np.cumsum([0, *self.rows_per_file]).tolist()
+
+    # -- inspection -------------------------------------------------------------------------
+    def _count_rows(self, path: Path) -> int:
+        with _open(path, self.key) as h5:
+            counts = set()
+            for name in self.reads:
+                if name not in h5:
+                    available = ", ".join(k for k in h5 if isinstance(h5[k], h5py.Dataset))
+                    raise KeyError(
+                        f"{path}: dataset '{name}' not found (available: {available or 'none'})"
+                    )
+                counts.add(h5[name].shape[0])
+            if len(counts) > 1:
+                raise ValueError(
+                    f"{path}: datasets {list(self.reads)} differ in row count {counts}"
+                )
+            return counts.pop() if counts else 0
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.offsets[-1])
+
+    def dtype(self, dataset: str) -> np.dtype:
+        with _open(self.files[0], self.key) as h5:
+            return h5[dataset].dtype
+
+    def shape(self, dataset: str) -> tuple[int, ...]:
+        with _open(self.files[0], self.key) as h5:
+            return tuple(h5[dataset].shape)
+
+    def attrs(self, dataset: str) -> dict:
+        with _open(self.files[0], self.key) as h5:
+            return dict(h5[dataset].attrs)
+
+    # -- reading ----------------------------------------------------------------------------
+    def _handle(self, index: int) -> h5py.File:
+        if self._pid != os.getpid():  # forked: never reuse the parent's handles
+            self._handles = {}
+            self._pid = os.getpid()
+        if index not in self._handles:
+            self._handles[index] = _open(self.files[index], self.key)
+        return self._handles[index]
+
+    def read(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Read rows [start, stop) of every configured dataset, only the configured fields."""
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.reads}
+        pos = start
+        while pos < stop:
+            index = bisect_right(self.offsets, pos) - 1
+            local_start = pos - self.offsets[index]
+            local_stop = min(stop, self.offsets[index + 1]) - self.offsets[index]
+            h5 = self._handle(index)
+            for name, spec in self.reads.items():
+                ds = h5[name]
+                if ds.ndim == 2 and spec.max_len is not None:
+                    sel = np.s_[local_start:local_stop, : spec.max_len]
+                else:
+                    sel = np.s_[local_start:local_stop]
+                parts[name].append(ds.fields(spec.fields)[sel])
+            pos = self.offsets[index] + local_stop
+        return {
+            name: arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            for name, arrays in parts.items()
+        }
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles = {}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handles"] = {}
+        state["_pid"] = -1
+        return state
+
+
+def _open(path: Path, key: str) -> h5py.File:
+    """Open an HDF5 file read-only with a one-line error naming the file and the config key."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"data.{key}: file '{path}' does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        reason = str(err).split("(")[0].strip() or "not a readable HDF5 file"
+        raise ValueError(f"data.{key}: '{path}' is not a readable HDF5 file ({reason})") from None

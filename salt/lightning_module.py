@@ -1,0 +1,135 @@
+"""The LightningModule: normalise, run the network, sum the task losses, set up optimisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+
+from salt.data.batch import SPECIAL_GROUPS, Batch
+from salt.data.normalisation import Normaliser, load_norm_dict
+from salt.models.saltmodel import SaltModel
+from salt.optim import DEFAULT_LRS, LRSConfig, one_cycle, parameter_groups
+
+
+class SaltModule(L.LightningModule):
+    """Wraps a :class:`SaltModel` for training and evaluation.
+
+    Args:
+        model: the network.
+        lrs_config: the default one-cycle schedule (used unless ``optimizer``/``lr_scheduler``
+            are given).
+        optimizer: any optimizer by class_path (default AdamW with ``lrs_config`` values).
+        lr_scheduler: any scheduler by class_path, stepped every optimizer step (default
+            one-cycle from ``lrs_config``).
+        name: the tagger name, used for output names such as ``<name>_pb``.
+        norm_dict, variables, input_map, global_object: linked from ``data`` by salt, so that
+            normalisation is part of the model (and of its checkpoint and ONNX export).
+    """
+
+    def __init__(
+        self,
+        model: SaltModel,
+        lrs_config: LRSConfig | None = None,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        name: str = "salt",
+        norm_dict: str | None = None,
+        variables: dict[str, list[str]] | None = None,
+        input_map: dict[str, str] | None = None,
+        global_object: str = "jets",
+    ):
+        super().__init__()
+        self.model = model
+        self.lrs_config: LRSConfig = {**DEFAULT_LRS, **(lrs_config or {})}
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.name = name
+        self.normaliser: Normaliser | None = None
+        if norm_dict is not None and variables is not None:
+            from salt.data.datamodule import canonical_variables
+
+            canonical = canonical_variables(variables)
+            input_map = input_map or {}
+
+            def dataset(name: str) -> str:
+                key = global_object if name in SPECIAL_GROUPS else name
+                return input_map.get(key, key)
+
+            self.normaliser = Normaliser(
+                load_norm_dict(norm_dict),
+                canonical,
+                {n: dataset(n) for n in canonical},
+                source=f"data.norm_dict '{norm_dict}'",
+            )
+
+    def forward(
+        self,
+        inputs: dict[str, Tensor],
+        pad_masks: dict[str, Tensor],
+        labels: dict[str, dict[str, Tensor]] | None = None,
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        if self.normaliser is not None:
+            inputs = self.normaliser(inputs, pad_masks)
+        return self.model(inputs, pad_masks, labels)
+
+    def _shared_step(self, batch: Batch, stage: str) -> tuple[dict[str, Tensor], Tensor]:
+        inputs, pad_masks, labels = batch
+        outputs, losses = self(inputs, pad_masks, labels)
+        weights = {task.name: task.weight for task in self.model.tasks}
+        total = sum(weights[name] * loss for name, loss in losses.items())
+        batch_size = next(iter(inputs.values())).shape[0]
+        sync = stage != "train"
+        for name, loss in losses.items():
+            self.log(f"{stage}/{name}_loss", loss, batch_size=batch_size, sync_dist=sync)
+        self.log(f"{stage}/loss", total, prog_bar=True, batch_size=batch_size, sync_dist=sync)
+        return outputs, total  # type: ignore[return-value]
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")[1]
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        outputs, total = self._shared_step(batch, "val")
+        self._log_accuracy(batch, outputs, "val")
+        return total
+
+    def test_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
+        inputs, pad_masks, labels = batch
+        outputs, _ = self(inputs, pad_masks, labels)
+        return {"outputs": outputs, "pad_masks": pad_masks, "labels": labels}
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
+        return self.test_step(batch, batch_idx)
+
+    def _log_accuracy(self, batch: Batch, outputs: dict[str, Tensor], stage: str) -> None:
+        _, _, labels = batch
+        for task in self.model.tasks:
+            if task.input_name != self.model.global_object or not hasattr(task, "targets"):
+                continue
+            target = task.targets(labels)
+            keep = target >= 0
+            correct = (outputs[task.name].argmax(-1) == target) & keep
+            accuracy = correct.sum() / keep.sum().clamp(min=1)
+            self.log(f"{stage}/{task.name}_accuracy", accuracy, batch_size=target.shape[0])
+
+    def configure_optimizers(self) -> Any:
+        groups = parameter_groups(self.model, self.lrs_config["weight_decay"])
+        if self.optimizer_factory is not None:
+            optimizer = self.optimizer_factory(groups)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=self.lrs_config["max"])
+        if self.scheduler_factory is not None:
+            scheduler = self.scheduler_factory(optimizer)
+        elif self.optimizer_factory is None:
+            scheduler = one_cycle(
+                optimizer, self.lrs_config, int(self.trainer.estimated_stepping_batches)
+            )
+        else:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

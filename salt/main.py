@@ -1,0 +1,32 @@
+"""The ``salt`` command: LightningCLI subcommands plus data tools (demo-data, inspect)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    salt_log = logging.getLogger("salt")
+    if not salt_log.handlers:
+        salt_log.addHandler(handler)
+        salt_log.setLevel(logging.INFO)
+    if args and args[0] == "demo-data":
+        from salt.data.demo import demo_data_main
+
+        return demo_data_main(args[1:])
+    if args and args[0] == "inspect":
+        from salt.data.inspect_file import inspect_main
+
+        return inspect_main(args[1:])
+    from salt.cli import SaltCLI
+
+    SaltCLI(args=args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Network building blocks, addressed from YAML as ``salt.models.<Class>``."""
+
+from salt.models.attention import MultiheadAttention, ScaledDotProductAttention
+from salt.models.dense import Dense
+from salt.models.initnet import InitNet
+from salt.models.pooling import GlobalAttentionPooling
+from salt.models.saltmodel import SaltModel
+from salt.models.transformer import TransformerEncoder
+from salt.tasks.classification import ClassificationTask
+
+__all__ = [
+    "ClassificationTask",
+    "Dense",
+    "GlobalAttentionPooling",
+    "InitNet",
+    "MultiheadAttention",
+    "SaltModel",
+    "ScaledDotProductAttention",
+    "TransformerEncoder",
+]

@@ -1,0 +1,158 @@
+"""Multi-head attention with a pluggable scoring strategy.
+
+The projections and head bookkeeping live in :class:`MultiheadAttention`; how queries score keys
+lives in an :class:`AttentionBase` subclass, so a config can swap scaled dot-product attention for
+another mechanism (GATv2, ...) without touching the encoder.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _check_dropout(dropout: float, argument: str) -> None:
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{argument}: expected a probability in [0, 1), got {dropout}")
+
+
+class AttentionBase(nn.Module, abc.ABC):
+    """How queries attend to keys: the part of attention that differs between mechanisms.
+
+    Subclasses map ``q`` (B, H, Lq, D), ``k`` and ``v`` (B, H, Lk, D) and an optional key padding
+    mask ``kv_mask`` (B, Lk, True = padded) to (B, H, Lq, D). Padded keys must get no weight and a
+    query with no valid key must give zeros (never NaN), so that padding never leaks into results.
+    """
+
+    def __init__(self, dropout: float = 0.0) -> None:
+        """Store the attention-weight dropout probability, used only in training mode."""
+        super().__init__()
+        _check_dropout(dropout, "dropout")
+        self.dropout = dropout
+
+    @abc.abstractmethod
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, kv_mask: Tensor | None = None) -> Tensor:
+        """Return the attended values, (B, H, Lq, D)."""
+
+
+class ScaledDotProductAttention(AttentionBase):
+    """softmax(q k^T / sqrt(D)) v via torch's fused kernel, which is fast and exports to ONNX."""
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, kv_mask: Tensor | None = None) -> Tensor:
+        """Attend over the valid keys; queries whose keys are all padded give zeros."""
+        dropout_p = self.dropout if self.training else 0.0
+        if kv_mask is None:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        # A row with every key masked would softmax to NaN (also in the backward pass), so such
+        # rows attend to everything instead and are zeroed afterwards: no data-dependent branch.
+        no_valid_key = kv_mask.all(dim=-1)
+        may_attend = ~kv_mask | no_valid_key.unsqueeze(-1)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=may_attend[:, None, None, :], dropout_p=dropout_p
+        )
+        return out.masked_fill(no_valid_key[:, None, None, None], 0.0)
+
+
+class MultiheadAttention(nn.Module):
+    """Project to heads, attend with a configurable strategy, merge heads and project back.
+
+    Works as self-attention (``kv`` omitted) or cross-attention (``kv`` from another sequence of
+    width ``kv_size``). Padded query rows, and every row of a sequence without valid keys, come out
+    exactly zero so that padding cannot leak into later layers or pooling.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int = 8,
+        head_dim: int | None = None,
+        attention: AttentionBase | None = None,
+        out_proj: bool = True,
+        dropout: float = 0.0,
+        kv_size: int | None = None,
+    ) -> None:
+        """Build the projections.
+
+        Args:
+            embed_dim: Width of the queries, and of the output when ``out_proj`` is set.
+            num_heads: Number of attention heads.
+            head_dim: Width of each head; defaults to ``embed_dim // num_heads``.
+            attention: Scoring strategy; defaults to :class:`ScaledDotProductAttention`.
+            out_proj: Whether to map the merged heads back to ``embed_dim`` with a Linear layer;
+                without it the output width is ``num_heads * head_dim``.
+            dropout: Dropout on the output (attention-weight dropout belongs to the strategy).
+            kv_size: Width of the key/value inputs for cross-attention; defaults to ``embed_dim``.
+        """
+        super().__init__()
+        if embed_dim <= 0:
+            raise ValueError(f"embed_dim: expected a positive int, got {embed_dim}")
+        if num_heads <= 0:
+            raise ValueError(f"num_heads: expected a positive int, got {num_heads}")
+        if head_dim is None:
+            if embed_dim % num_heads:
+                raise ValueError(
+                    f"embed_dim: expected a multiple of num_heads={num_heads} when head_dim is "
+                    f"not given, got {embed_dim}"
+                )
+            head_dim = embed_dim // num_heads
+        if head_dim <= 0:
+            raise ValueError(f"head_dim: expected a positive int, got {head_dim}")
+        kv_size = embed_dim if kv_size is None else kv_size
+        if kv_size <= 0:
+            raise ValueError(f"kv_size: expected a positive int, got {kv_size}")
+        _check_dropout(dropout, "dropout")
+
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.kv_size = kv_size
+        inner_dim = num_heads * head_dim
+        self.q_proj = nn.Linear(embed_dim, inner_dim)
+        self.k_proj = nn.Linear(kv_size, inner_dim)
+        self.v_proj = nn.Linear(kv_size, inner_dim)
+        self.attention = ScaledDotProductAttention() if attention is None else attention
+        self.out_proj: nn.Module = nn.Linear(inner_dim, embed_dim) if out_proj else nn.Identity()
+        self.drop = nn.Dropout(dropout)
+        self.output_size: int = embed_dim if out_proj else inner_dim
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        # (B, L, H * D) -> (B, H, L, D)
+        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+
+    def forward(
+        self,
+        x: Tensor,
+        kv: Tensor | None = None,
+        pad_mask: Tensor | None = None,
+        kv_pad_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Attend from ``x`` (B, Lq, embed_dim) to ``kv`` (B, Lk, kv_size), or to itself.
+
+        In self-attention ``kv_pad_mask`` defaults to ``pad_mask``. Returns (B, Lq, output_size).
+        """
+        if kv is None:
+            kv = x
+            if kv_pad_mask is None:
+                kv_pad_mask = pad_mask
+        if kv_pad_mask is not None:
+            # Zero padded keys/values up front: arbitrary (even inf) values there cannot leak.
+            kv = kv.masked_fill(kv_pad_mask.unsqueeze(-1), 0.0)
+
+        q = self._split_heads(self.q_proj(x))
+        k = self._split_heads(self.k_proj(kv))
+        v = self._split_heads(self.v_proj(kv))
+        out = self.attention(q, k, v, kv_pad_mask).transpose(1, 2).flatten(2)
+        out = self.drop(self.out_proj(out))
+
+        zero_rows: Tensor | None = pad_mask
+        if kv_pad_mask is not None:
+            no_valid_key = kv_pad_mask.all(dim=-1, keepdim=True)
+            zero_rows = no_valid_key if zero_rows is None else zero_rows | no_valid_key
+        if zero_rows is not None:
+            out = out.masked_fill(zero_rows.unsqueeze(-1), 0.0)
+        return out
+
+
+__all__ = ["AttentionBase", "MultiheadAttention", "ScaledDotProductAttention"]

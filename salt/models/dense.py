@@ -1,0 +1,132 @@
+"""The fully connected network used for embeddings, feed-forward blocks and task heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from salt.models.configs import DenseConfig
+
+
+def module_class(name: str, argument: str) -> type[nn.Module]:
+    """Look up a ``torch.nn`` module class by name, so configs can say ``SiLU`` or ``LayerNorm``."""
+    cls = getattr(nn, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(
+            f"{argument}: expected the name of a torch.nn module class such as 'SiLU' or "
+            f"'LayerNorm', got {name!r}"
+        )
+    return cls
+
+
+def make_activation(name: str, argument: str = "activation") -> nn.Module:
+    """Build an activation from its ``torch.nn`` class name with default arguments."""
+    try:
+        return module_class(name, argument)()
+    except TypeError as err:
+        raise ValueError(f"{argument}: {name!r} cannot be built without arguments ({err})") from err
+
+
+def make_norm(name: str, size: int, argument: str = "norm_layer") -> nn.Module:
+    """Build a normalisation over the last dimension (e.g. LayerNorm, RMSNorm) of width ``size``."""
+    try:
+        return module_class(name, argument)(size)
+    except TypeError as err:
+        raise ValueError(f"{argument}: {name!r} cannot be built from a size ({err})") from err
+
+
+class Dense(nn.Module):
+    """An MLP acting on the last dimension, optionally conditioned on a per-jet context vector.
+
+    Each hidden layer is Linear -> norm -> activation -> dropout; the last layer is a plain Linear
+    followed by ``final_activation`` if given. The context (B, C) is appended to every row of the
+    input, which is how jet-level features or parameters condition per-constituent networks.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        hidden_layers: list[int] | None = None,
+        activation: str = "ReLU",
+        final_activation: str | None = None,
+        norm_layer: str | None = None,
+        dropout: float = 0.0,
+        context_size: int = 0,
+    ) -> None:
+        """Build the layers.
+
+        Args:
+            input_size: Width of the input features (without the context).
+            output_size: Width of the output.
+            hidden_layers: Widths of the hidden layers; none means a single Linear layer.
+            activation: ``torch.nn`` class name of the hidden activation.
+            final_activation: ``torch.nn`` class name applied to the output, if any.
+            norm_layer: ``torch.nn`` class name of the hidden normalisation, if any.
+            dropout: Dropout probability after each hidden activation.
+            context_size: Width of the context appended to every input row; 0 for none.
+        """
+        super().__init__()
+        hidden_layers = [] if hidden_layers is None else list(hidden_layers)
+        for argument, value in (("input_size", input_size), ("output_size", output_size)):
+            if value <= 0:
+                raise ValueError(f"{argument}: expected a positive int, got {value}")
+        if any(size <= 0 for size in hidden_layers):
+            raise ValueError(f"hidden_layers: expected positive ints, got {hidden_layers}")
+        if context_size < 0:
+            raise ValueError(f"context_size: expected an int >= 0, got {context_size}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout}")
+        # Check names even when no hidden layer uses them, so a typo never passes silently.
+        module_class(activation, "activation")
+        if norm_layer is not None:
+            module_class(norm_layer, "norm_layer")
+
+        self.input_size = input_size
+        self.output_size = output_size
+        self.context_size = context_size
+
+        layers: list[nn.Module] = []
+        in_size = input_size + context_size
+        for size in hidden_layers:
+            layers.append(nn.Linear(in_size, size))
+            if norm_layer is not None:
+                layers.append(make_norm(norm_layer, size))
+            layers.append(make_activation(activation))
+            if dropout > 0.0:
+                layers.append(nn.Dropout(dropout))
+            in_size = size
+        layers.append(nn.Linear(in_size, output_size))
+        if final_activation is not None:
+            layers.append(make_activation(final_activation, "final_activation"))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Map x (..., input_size) to (..., output_size); context is (B, context_size)."""
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"x: expected last dimension input_size={self.input_size}, got {x.shape[-1]}"
+            )
+        if self.context_size:
+            if context is None or context.dim() != 2 or context.shape[-1] != self.context_size:
+                got = None if context is None else tuple(context.shape)
+                raise ValueError(
+                    f"context: expected a (batch, {self.context_size}) tensor, got shape {got}"
+                )
+            # (B, C) -> (B, 1, ..., 1, C) -> broadcast to every row of x
+            context = context.reshape(context.shape[0], *([1] * (x.dim() - 2)), self.context_size)
+            x = torch.cat([x, context.expand(*x.shape[:-1], self.context_size)], dim=-1)
+        elif context is not None:
+            raise ValueError("context: this Dense was built with context_size=0, expected None")
+        return self.net(x)
+
+
+def dense_from_config(config: DenseConfig, argument: str = "dense_config") -> Dense:
+    """Build a :class:`Dense` from a config, naming ``argument`` when a size is missing."""
+    for key in ("input_size", "output_size"):
+        if key not in config:
+            raise ValueError(f"{argument}.{key}: missing, expected a positive int")
+    return Dense(**config)
+
+
+__all__ = ["Dense", "dense_from_config", "make_activation", "make_norm", "module_class"]

@@ -1,0 +1,149 @@
+"""Pre-norm transformer encoder over padded sets of constituents."""
+
+from __future__ import annotations
+
+import copy
+
+from torch import Tensor, nn
+
+from salt.models.attention import AttentionBase, MultiheadAttention
+from salt.models.configs import DenseConfig, MHAConfig
+from salt.models.dense import Dense, dense_from_config, make_norm
+
+
+def _build_mha(embed_dim: int, mha_config: MHAConfig | None) -> MultiheadAttention:
+    config: MHAConfig = mha_config or {}
+    prototype = config.get("attention")
+    if prototype is not None and not isinstance(prototype, AttentionBase):
+        raise ValueError(
+            f"mha_config.attention: expected an AttentionBase instance, got {type(prototype)}"
+        )
+    kwargs: MHAConfig = {**config}
+    if prototype is not None:
+        # A fresh copy per layer: the configured instance is only a prototype, never shared.
+        kwargs["attention"] = copy.deepcopy(prototype)
+    mha = MultiheadAttention(embed_dim, **kwargs)
+    if mha.output_size != embed_dim:
+        raise ValueError(
+            f"mha_config: with out_proj=False num_heads * head_dim must equal embed_dim={embed_dim}"
+            f" for the residual connection, got {mha.output_size}"
+        )
+    return mha
+
+
+def _build_ffn(embed_dim: int, dense_config: DenseConfig | None) -> Dense:
+    config: DenseConfig = dense_config or {}
+    for key in ("input_size", "output_size"):
+        if config.get(key, embed_dim) != embed_dim:
+            raise ValueError(
+                f"dense_config.{key}: the feed-forward block maps embed_dim back to itself, "
+                f"expected {embed_dim} or unset, got {config.get(key)}"
+            )
+    if config.get("context_size", 0):
+        raise ValueError("dense_config.context_size: the encoder takes no context, expected 0")
+    full: DenseConfig = {
+        "hidden_layers": [2 * embed_dim],
+        **config,
+        "input_size": embed_dim,
+        "output_size": embed_dim,
+    }
+    return dense_from_config(full)
+
+
+class TransformerEncoderLayer(nn.Module):
+    """One pre-norm block: ``x + MHA(norm(x))`` then ``x + FFN(norm(x))``.
+
+    Normalising before each sub-block keeps the residual stream unnormalised, which trains stably
+    without warm-up tricks for deep stacks.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        mha_config: MHAConfig | None = None,
+        dense_config: DenseConfig | None = None,
+        norm_layer: str = "LayerNorm",
+        dropout: float = 0.0,
+    ) -> None:
+        """Build the block; see :class:`TransformerEncoder` for the arguments."""
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout}")
+        self.attn_norm = make_norm(norm_layer, embed_dim)
+        self.attn = _build_mha(embed_dim, mha_config)
+        self.ffn_norm = make_norm(norm_layer, embed_dim)
+        self.ffn = _build_ffn(embed_dim, dense_config)
+        self.drop = nn.Dropout(dropout)
+        self.output_size: int = embed_dim
+
+    def forward(self, x: Tensor, pad_mask: Tensor | None = None) -> Tensor:
+        """Update x (B, L, embed_dim); padded positions are never attended to."""
+        x = x + self.drop(self.attn(self.attn_norm(x), pad_mask=pad_mask))
+        return x + self.drop(self.ffn(self.ffn_norm(x)))
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of pre-norm self-attention layers with a final norm and optional projection.
+
+    This is the message-passing core of GN2: every constituent attends to all valid constituents of
+    its jet. Padded positions are zeroed on the way in and out, so whatever the padding holds never
+    changes the result.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_layers: int,
+        mha_config: MHAConfig | None = None,
+        dense_config: DenseConfig | None = None,
+        out_dim: int | None = None,
+        norm_layer: str = "LayerNorm",
+        dropout: float = 0.0,
+    ) -> None:
+        """Build the layers.
+
+        Args:
+            embed_dim: Width of the embeddings flowing through the encoder.
+            num_layers: Number of encoder layers.
+            mha_config: Attention settings; its ``attention`` instance is copied for every layer.
+            dense_config: Feed-forward settings; sizes are derived from ``embed_dim`` and
+                ``hidden_layers`` defaults to ``[2 * embed_dim]``.
+            out_dim: Width of an optional final Linear projection.
+            norm_layer: ``torch.nn`` class name of the normalisation (e.g. LayerNorm, RMSNorm).
+            dropout: Dropout on each sub-block's output before the residual sum.
+        """
+        super().__init__()
+        if embed_dim <= 0:
+            raise ValueError(f"embed_dim: expected a positive int, got {embed_dim}")
+        if num_layers <= 0:
+            raise ValueError(f"num_layers: expected a positive int, got {num_layers}")
+        if out_dim is not None and out_dim <= 0:
+            raise ValueError(f"out_dim: expected a positive int or None, got {out_dim}")
+        self.embed_dim = embed_dim
+        self.layers = nn.ModuleList(
+            TransformerEncoderLayer(embed_dim, mha_config, dense_config, norm_layer, dropout)
+            for _ in range(num_layers)
+        )
+        self.norm = make_norm(norm_layer, embed_dim)
+        self.out_proj: nn.Module = (
+            nn.Identity() if out_dim is None else nn.Linear(embed_dim, out_dim)
+        )
+        self.output_size: int = embed_dim if out_dim is None else out_dim
+
+    def forward(self, x: Tensor, pad_mask: Tensor | None = None) -> Tensor:
+        """Encode x (B, L, embed_dim) to (B, L, output_size); padded positions come out as zeros."""
+        if x.shape[-1] != self.embed_dim:
+            raise ValueError(
+                f"x: expected last dimension embed_dim={self.embed_dim}, got {x.shape[-1]}"
+            )
+        if pad_mask is not None:
+            x = x.masked_fill(pad_mask.unsqueeze(-1), 0.0)
+        for layer in self.layers:
+            x = layer(x, pad_mask)
+        x = self.out_proj(self.norm(x))
+        if pad_mask is not None:
+            x = x.masked_fill(pad_mask.unsqueeze(-1), 0.0)
+        return x
+
+
+__all__ = ["TransformerEncoder", "TransformerEncoderLayer"]

@@ -1,0 +1,106 @@
+"""The run directory: where a training run keeps everything needed to reproduce and evaluate it."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RUN_DIR_ENV = "SALT_RUN_DIR"
+
+
+def run_dir_name(name: str, suffix: str | None) -> str:
+    stamp = suffix or datetime.now().strftime("%Y%m%d-T%H%M%S")
+    return f"{name}_{stamp}"
+
+
+def check_free(path: Path, force: bool) -> None:
+    """Refuse to reuse a run directory unless the user said so."""
+    if path.exists() and any(path.iterdir()) and not force:
+        raise FileExistsError(
+            f"run directory '{path}' already exists; pass --force (or --overwrite) to reuse it, "
+            "or choose another --name/--log_suffix"
+        )
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def git_hash() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import torch
+
+    import salt
+
+    return {
+        "salt": salt.__version__,
+        "torch": str(torch.__version__),
+        "lightning": str(lightning.__version__),
+        "python": platform.python_version(),
+    }
+
+
+def write_metadata(path: Path, extra: dict[str, Any]) -> None:
+    meta = {
+        "start_time": datetime.now().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "user": _user(),
+        "git_hash": git_hash(),
+        "versions": versions(),
+        **extra,
+    }
+    atomic_write_text(path, yaml.safe_dump(meta, sort_keys=False))
+
+
+def update_metadata(path: Path, **values: Any) -> None:
+    meta = yaml.safe_load(path.read_text()) if path.exists() else {}
+    meta.update(values)
+    atomic_write_text(path, yaml.safe_dump(meta, sort_keys=False))
+
+
+def copy_into(run_dir: Path, source: str | Path | None) -> Path | None:
+    if source is None:
+        return None
+    target = run_dir / Path(source).name
+    shutil.copyfile(source, target)
+    return target
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,114 @@
+"""Classification heads: jet flavour (or any class label of any input type)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from salt.models.configs import DenseConfig
+from salt.tasks.base import TaskBase
+
+
+class ClassificationTask(TaskBase):
+    """Multi-class classification with softmax outputs.
+
+    Args:
+        class_names: ordered class names; the number of outputs is derived from them. When
+            omitted they are read from the training file's attribute named after ``label``.
+        label_map: ``{stored value: class index}`` to train on labels that are not 0..N-1
+            (requires ``class_names``). Rows whose label is not in the map are left out of the
+            loss.
+        use_class_dict: weight the loss by the class dict's weights for this label.
+        See :class:`salt.tasks.base.TaskBase` for the other arguments.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        input_name: str,
+        label: str,
+        dense_config: DenseConfig,
+        loss: nn.Module | None = None,
+        class_names: list[str] | None = None,
+        label_map: dict[int, int] | None = None,
+        use_class_dict: bool = False,
+        weight: float = 1.0,
+    ):
+        if label_map is not None and not class_names:
+            raise ValueError(f"task '{name}': label_map needs class_names as well")
+        if not class_names:
+            raise ValueError(
+                f"task '{name}': class_names unknown (give class_names, or use a label whose "
+                "class names are stored in the training file)"
+            )
+        config = dict(dense_config)
+        config.setdefault("output_size", len(class_names))
+        if config["output_size"] != len(class_names):
+            raise ValueError(
+                f"task '{name}': dense_config.output_size={config['output_size']} but there are "
+                f"{len(class_names)} class names"
+            )
+        super().__init__(
+            name,
+            input_name,
+            label,
+            config,
+            loss or nn.CrossEntropyLoss(),
+            weight,  # type: ignore[arg-type]
+        )
+        self.class_names = list(class_names)
+        self.use_class_dict = use_class_dict
+        self.label_map = dict(label_map) if label_map else None
+        if self.label_map:
+            bad = [v for v in self.label_map.values() if not 0 <= v < len(class_names)]
+            if bad:
+                raise ValueError(
+                    f"task '{name}': label_map targets {bad} are outside 0..{len(class_names) - 1}"
+                )
+            size = max(self.label_map) + 2
+            table = torch.full((size,), -1, dtype=torch.long)
+            for stored, index in self.label_map.items():
+                table[stored] = index
+            self.register_buffer("label_table", table, persistent=False)
+        else:
+            self.label_table = None
+
+    def set_class_weights(self, weights: list[float]) -> None:
+        """Use per-class loss weights (from the class dict)."""
+        if len(weights) != len(self.class_names):
+            raise ValueError(
+                f"class dict: '{self.input_name}.{self.label}' has {len(weights)} weights, "
+                f"expected {len(self.class_names)} (one per class of task '{self.name}')"
+            )
+        if not hasattr(self.loss, "weight"):
+            raise ValueError(f"task '{self.name}': the loss does not accept class weights")
+        self.loss.weight = torch.as_tensor(weights, dtype=torch.float32)
+
+    def targets(self, labels: dict[str, dict[str, Tensor]]) -> Tensor:
+        """Class indices for the loss; -1 marks rows/constituents that take no part."""
+        target = labels[self.input_name][self.label].long()
+        if self.label_table is not None:
+            table = self.label_table
+            inside = (target >= 0) & (target < table.numel())
+            target = torch.where(inside, table[target.clamp(0, table.numel() - 1)], -1)
+        return target
+
+    def forward(
+        self,
+        x: Tensor,
+        labels: dict[str, dict[str, Tensor]] | None = None,
+        pad_mask: Tensor | None = None,
+        context: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        logits = self.net(x, context) if context is not None else self.net(x)
+        if labels is None:
+            return logits, None
+        target = self.targets(labels)
+        keep = target >= 0
+        if pad_mask is not None:
+            keep = keep & ~pad_mask
+        loss = self.loss(logits[keep], target[keep])
+        return logits, loss
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        return torch.softmax(logits, dim=-1)

@@ -1,0 +1,128 @@
+"""Fill in every size and name the framework can derive from the rest of the config.
+
+Runs on the parsed config before anything is built, so ``--print_config`` shows the derived
+values and a user never writes a number salt can compute (input sizes from variable lists, task
+input sizes from the encoder/pooling output, class counts from class names).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonargparse import Namespace
+
+from salt.data.batch import SPECIAL_GROUPS
+from salt.data.datamodule import canonical_variables
+from salt.data.paths import resolve_files
+from salt.utils.h5 import read_class_names
+
+
+def _args(ns: Any) -> Any:
+    """init_args of a class_path namespace (or the namespace itself)."""
+    return ns.init_args if isinstance(ns, Namespace) and "init_args" in ns else ns
+
+
+def _set_size(config: dict, key: str, value: int, where: str) -> dict:
+    config = dict(config or {})
+    given = config.get(key)
+    if given is not None and int(given) != value:
+        raise ValueError(f"{where}.{key}={given} but the config implies {value}; remove it")
+    config[key] = value
+    return config
+
+
+def _class_names_from_file(data: Any, input_name: str, label: str) -> list[str] | None:
+    spec = data.train_file or data.test_file
+    if spec is None:
+        return None
+    dataset = data.input_map.get(input_name, input_name) if data.input_map else input_name
+    return read_class_names(resolve_files(spec, "train_file")[0], dataset, label)
+
+
+def derive_config(cfg: Namespace, need_files: bool = True) -> None:
+    """Complete ``cfg`` (a subcommand's namespace) in place.
+
+    With ``need_files=False`` (for ``--print_config``) values that need the training file, such
+    as class names, are left unset when the file is not there.
+    """
+    data, module = cfg.data, cfg.model
+    variables = canonical_variables(data.variables)
+    glob = data.global_object
+    # the model carries normalisation and input wiring, always taken from the data config
+    module.norm_dict = data.norm_dict
+    module.variables = data.variables
+    module.input_map = data.input_map
+    module.global_object = glob
+    net_args = _args(module.model)
+    net_args.global_object = glob
+    n_jet = len(variables.get(glob, []))
+    n_params = len(variables.get("PARAMETERS", []))
+    n_global = len(variables.get("GLOBAL", []))
+
+    embed_sizes = set()
+    for i, net in enumerate(net_args.init_nets):
+        args = _args(net)
+        name = args.input_name
+        where = f"model.model.init_nets[{i}] ({name})"
+        if name not in variables or name in SPECIAL_GROUPS:
+            raise ValueError(f"{where}: input_name '{name}' has no entry in data.variables")
+        attach = getattr(args, "attach_global", True) and name != glob
+        size = len(variables[name]) + (n_jet if attach else 0) + n_params
+        args.dense_config = _set_size(
+            args.dense_config, "input_size", size, f"{where}.dense_config"
+        )
+        if args.dense_config.get("output_size") is None:
+            raise ValueError(f"{where}.dense_config.output_size is required (the embedding size)")
+        embed_sizes.add(int(args.dense_config["output_size"]))
+    if len(embed_sizes) != 1:
+        raise ValueError(f"model.model.init_nets: output_size differs ({sorted(embed_sizes)})")
+    seq_size = embed_sizes.pop()
+
+    encoder = net_args.encoder
+    if encoder is not None:
+        enc = _args(encoder)
+        embed_dim = getattr(enc, "embed_dim", None)
+        if embed_dim is not None and int(embed_dim) != seq_size:
+            raise ValueError(
+                f"model.model.encoder.embed_dim={embed_dim} but the init nets output {seq_size}"
+            )
+        seq_size = int(getattr(enc, "out_dim", None) or embed_dim or seq_size)
+
+    pool = _args(net_args.pool_net)
+    if "input_size" in pool:
+        given = pool.input_size
+        if given is not None and int(given) != seq_size:
+            raise ValueError(
+                f"model.model.pool_net.input_size={given} but the encoder gives {seq_size}"
+            )
+        pool.input_size = seq_size
+    pooled = int(getattr(pool, "output_size", None) or seq_size) + n_global
+
+    for i, task in enumerate(net_args.tasks):
+        args = _args(task)
+        where = f"model.model.tasks[{i}] ({args.name})"
+        jet_level = args.input_name == glob
+        config = _set_size(
+            args.dense_config,
+            "input_size",
+            pooled if jet_level else seq_size,
+            f"{where}.dense_config",
+        )
+        if not jet_level:
+            config = _set_size(config, "context_size", pooled, f"{where}.dense_config")
+        args.dense_config = config
+        if "class_names" in args and not args.class_names:
+            if getattr(args, "label_map", None):
+                raise ValueError(f"{where}: label_map needs class_names as well")
+            try:
+                names = _class_names_from_file(data, args.input_name, args.label)
+            except FileNotFoundError:
+                if need_files:
+                    raise
+                continue
+            if names is None:
+                raise ValueError(
+                    f"{where}: class_names not given and the training file has no "
+                    f"'{args.label}' attribute on its '{args.input_name}' dataset"
+                )
+            args.class_names = names
