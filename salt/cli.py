@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from argparse import ArgumentError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from salt.callbacks.checkpoint_io import AtomicCheckpointIO
 from salt.data.datamodule import SaltDataModule
 from salt.data.paths import resolve_files
+from salt.errors import one_line, suggest, unknown_keys
 from salt.lightning_module import SaltModule
 from salt.run_dir import (
     RUN_DIR_ENV,
@@ -58,13 +60,13 @@ class SaltCLI(LightningCLI):
     """LightningCLI with derived sizes, a protected run directory and salt's test outputs."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True):
-        base = {"default_config_files": [str(BASE_CONFIG)]}
+        base = {"default_config_files": [str(BASE_CONFIG)], "exit_on_error": False}
         super().__init__(
             model_class=SaltModule,
             datamodule_class=SaltDataModule,
             save_config_callback=None,
             auto_configure_optimizers=False,
-            parser_kwargs={sub: dict(base) for sub in SUBCOMMANDS},
+            parser_kwargs={"exit_on_error": False, **{sub: dict(base) for sub in SUBCOMMANDS}},
             args=args,
             run=run,
         )
@@ -77,6 +79,12 @@ class SaltCLI(LightningCLI):
         parser.add_argument("--compile", action="store_true", help="torch.compile the network")
         parser.add_argument("--log_suffix", default=None, help="run dir suffix (not a timestamp)")
         parser.add_argument("--test_suffix", default=None, help="sample name in output files")
+        parser.add_argument(
+            "--last_ckpt_every_n_steps",
+            type=int,
+            default=200,
+            help="steps between writes of ckpts/last.ckpt (resume with --ckpt_path last)",
+        )
         parser.add_class_arguments(EvaluationOptions, "evaluation")
         parser.link_arguments("name", "model.name")
 
@@ -85,7 +93,10 @@ class SaltCLI(LightningCLI):
         argv = list(sys.argv[1:] if args is None else args)
         printing = [a for a in argv if a.startswith("--print_config")]
         argv = [a for a in argv if not a.startswith("--print_config")]
-        super().parse_arguments(parser, argv)
+        try:
+            super().parse_arguments(parser, argv)
+        except ArgumentError as err:
+            raise ArgumentError(None, self._with_suggestion(str(err), argv)) from None
         subcommand = self.config.get("subcommand")
         if subcommand is None:
             return
@@ -94,6 +105,17 @@ class SaltCLI(LightningCLI):
             sub_parser = self._parser(subcommand)
             print(sub_parser.dump(self.config[subcommand], skip_none=False), end="")
             sys.exit(0)
+
+    def _with_suggestion(self, message: str, argv: list[str]) -> str:
+        subcommand = next((a for a in argv if a in SUBCOMMANDS), None)
+        if subcommand is None:
+            return message
+        known = [a.dest for a in self._parser(subcommand)._actions]
+        for key in unknown_keys(message):
+            match = suggest(key, known)
+            if match:
+                return f"{one_line(ArgumentError(None, message))} (did you mean '{match}'?)"
+        return message
 
     # -- before building --------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
@@ -110,8 +132,13 @@ class SaltCLI(LightningCLI):
         # processes started by the DDP launcher reuse the run directory chosen by rank 0
         is_child = int(os.environ.get("LOCAL_RANK", "0")) > 0
         inherited = os.environ.get(RUN_DIR_ENV) if is_child else None
-        run_dir = Path(inherited) if inherited else root / run_dir_name(cfg.name, cfg.log_suffix)
-        if not inherited:
+        self.resuming = bool(cfg.ckpt_path) and (root / "metadata.yaml").is_file()
+        if inherited:
+            run_dir = Path(inherited)
+        elif self.resuming:  # salt fit --config <run>/config.yaml --ckpt_path last
+            run_dir = root
+        else:
+            run_dir = root / run_dir_name(cfg.name, cfg.log_suffix)
             check_free(run_dir, cfg.force or cfg.overwrite)
         os.environ[RUN_DIR_ENV] = str(run_dir)
         self.run_dir = run_dir
@@ -123,7 +150,9 @@ class SaltCLI(LightningCLI):
         callbacks = [
             c
             for c in (cfg.trainer.callbacks or [])
-            if not str(getattr(c, "class_path", "")).endswith("ModelCheckpoint")
+            if not str(getattr(c, "class_path", "")).endswith(
+                ("ModelCheckpoint", "PreemptionCheckpoint")
+            )
         ]
         callbacks.append(
             Namespace(
@@ -136,6 +165,23 @@ class SaltCLI(LightningCLI):
                     save_top_k=-1,
                     save_last=False,
                 ),
+            )
+        )
+        callbacks.append(  # periodic last.ckpt, so a killed job loses at most N steps
+            Namespace(
+                class_path="lightning.pytorch.callbacks.ModelCheckpoint",
+                init_args=Namespace(
+                    dirpath=str(run_dir / "ckpts"),
+                    save_top_k=0,
+                    save_last=True,
+                    every_n_train_steps=cfg.last_ckpt_every_n_steps,
+                ),
+            )
+        )
+        callbacks.append(
+            Namespace(
+                class_path="salt.callbacks.preemption.PreemptionCheckpoint",
+                init_args=Namespace(path=str(run_dir / "ckpts" / "last.ckpt")),
             )
         )
         cfg.trainer.callbacks = callbacks
@@ -173,6 +219,9 @@ class SaltCLI(LightningCLI):
         if not self.trainer.is_global_zero:
             return
         run_dir = self.run_dir
+        if self.resuming:
+            update_metadata(run_dir / "metadata.yaml", status="running", resumed=cfg.ckpt_path)
+            return
         run_dir.mkdir(parents=True, exist_ok=True)
         saved = cfg.clone()
         norm_copy = copy_into(run_dir, cfg.data.norm_dict)
@@ -184,6 +233,7 @@ class SaltCLI(LightningCLI):
             if spec is not None:
                 saved.data[f"{split}_file"] = _absolute(spec)
         saved.force = saved.overwrite = False
+        saved.ckpt_path = None
         saved.trainer.plugins = None
         text = self._parser("fit").dump(saved, skip_none=False, skip_link_targets=True)
         atomic_write_text(run_dir / "config.yaml", text)

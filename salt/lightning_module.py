@@ -72,9 +72,10 @@ class SaltModule(L.LightningModule):
         pad_masks: dict[str, Tensor],
         labels: dict[str, dict[str, Tensor]] | None = None,
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        raw = inputs
         if self.normaliser is not None:
             inputs = self.normaliser(inputs, pad_masks)
-        return self.model(inputs, pad_masks, labels)
+        return self.model(inputs, pad_masks, labels, raw_inputs=raw)
 
     def _shared_step(self, batch: Batch, stage: str) -> tuple[dict[str, Tensor], Tensor]:
         inputs, pad_masks, labels = batch

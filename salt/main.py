@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,9 +24,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return inspect_main(args[1:])
     from salt.cli import SaltCLI
+    from salt.errors import run_cli
 
-    SaltCLI(args=args)
-    return 0
+    # salt strips its own flags before handing the rest to LightningCLI, which would otherwise
+    # warn that the arguments differ from sys.argv
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    cli_args = [a for a in args if a != "--debug"]
+    return run_cli(lambda: SaltCLI(args=cli_args), args)
 
 
 if __name__ == "__main__":

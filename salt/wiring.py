@@ -57,6 +57,9 @@ def derive_config(cfg: Namespace, need_files: bool = True) -> None:
     net_args.global_object = glob
     n_jet = len(variables.get(glob, []))
     n_params = len(variables.get("PARAMETERS", []))
+    net_args.num_parameters = n_params
+    if getattr(net_args, "parameter_conditioning", "concat") == "film":
+        n_params = 0  # parameters modulate the embeddings instead of entering the init nets
     n_global = len(variables.get("GLOBAL", []))
 
     embed_sizes = set()
@@ -88,6 +91,17 @@ def derive_config(cfg: Namespace, need_files: bool = True) -> None:
             )
         seq_size = int(getattr(enc, "out_dim", None) or embed_dim or seq_size)
 
+    edges = getattr(net_args, "edge_features", None)
+    if edges is not None:
+        e = _args(edges)
+        name = getattr(e, "input_name", "tracks")
+        if name not in variables:
+            raise ValueError(f"model.model.edge_features: input '{name}' is not in data.variables")
+        e.variables = list(variables[name])
+        heads = (getattr(_args(encoder), "mha_config", None) or {}).get("num_heads")
+        if heads is not None:
+            e.num_heads = int(heads)
+
     pool = _args(net_args.pool_net)
     if "input_size" in pool:
         given = pool.input_size
@@ -96,7 +110,8 @@ def derive_config(cfg: Namespace, need_files: bool = True) -> None:
                 f"model.model.pool_net.input_size={given} but the encoder gives {seq_size}"
             )
         pool.input_size = seq_size
-    pooled = int(getattr(pool, "output_size", None) or seq_size) + n_global
+    pool_out = getattr(pool, "output_size", None) or getattr(pool, "out_dim", None)
+    pooled = int(pool_out or seq_size) + n_global
 
     for i, task in enumerate(net_args.tasks):
         args = _args(task)

@@ -69,7 +69,9 @@ def test_fit_writes_a_complete_run_directory(trained_run: Path):
     assert task["dense_config"]["input_size"] == 64
 
 
-def test_test_writes_predictions_metrics_and_plots(trained_run: Path, demo_dir: Path, tmp_path):
+def test_test_writes_predictions_metrics_and_plots(
+    trained_run: Path, demo_dir: Path, tmp_path, capsys
+):
     # from another working directory: the saved config is all salt test needs
     import os
 
@@ -88,7 +90,9 @@ def test_test_writes_predictions_metrics_and_plots(trained_run: Path, demo_dir: 
         os.chdir(cwd)
     preds = list((trained_run / "ckpts").glob("*__test_test.h5"))
     assert len(preds) == 1
-    best = min((trained_run / "ckpts").glob("*.ckpt"), key=lambda p: float(p.stem.split("=")[-1]))
+    best = min(
+        (trained_run / "ckpts").glob("epoch=*.ckpt"), key=lambda p: float(p.stem.split("=")[-1])
+    )
     assert preds[0].name == f"{best.stem}__test_test.h5"
     with h5py.File(preds[0]) as h5, h5py.File(demo_dir / "test.h5") as test:
         jets = h5["jets"][:]
@@ -105,18 +109,21 @@ def test_test_writes_predictions_metrics_and_plots(trained_run: Path, demo_dir: 
     assert metrics["n_jets"] == 1000
     assert (eval_dir / "tiny_discriminant.png").stat().st_size > 1000
     assert (eval_dir / "tiny_rejection.png").stat().st_size > 1000
-    # a second test refuses to overwrite the predictions
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        main(["test", "--config", str(trained_run / "config.yaml")])
+    # a second test refuses to overwrite the predictions: one line, exit code 2
+    before = preds[0].stat().st_mtime_ns
+    assert main(["test", "--config", str(trained_run / "config.yaml")]) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("salt: error:") and "--overwrite" in message
+    assert preds[0].stat().st_mtime_ns == before
 
 
-def test_second_fit_into_same_run_needs_force(trained_run: Path, demo_dir: Path):
+def test_second_fit_into_same_run_needs_force(trained_run: Path, demo_dir: Path, capsys):
     args = ["fit", *tiny_model_args(), *data_args(demo_dir)]
     root = f"--trainer.default_root_dir={trained_run.parent}"
-    with pytest.raises(FileExistsError, match="--force"):
-        main([*args, root, "--log_suffix=e2e", "-n", "tiny"])
-    before = sorted(p.name for p in trained_run.iterdir())
-    assert "config.yaml" in before
+    before = {p: p.stat().st_mtime_ns for p in trained_run.rglob("*")}
+    assert main([*args, root, "--log_suffix=e2e", "-n", "tiny"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in trained_run.rglob("*")} == before
 
 
 def test_print_config_shows_derived_sizes(capsys):

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from salt.data.parameters import ParameterSampler
+
 SPECIAL_GROUPS = ("GLOBAL", "PARAMETERS")
 
 Batch = tuple[dict[str, Tensor], dict[str, Tensor], dict[str, dict[str, Tensor]]]
@@ -35,8 +37,12 @@ class BatchBuilder:
     inputs: list[InputSpec]
     labels: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # name -> (ds, fields)
     description: str = "file"
+    parameters: ParameterSampler | None = None
+    parameter_mode: str = "train"  # "train": draw for background jets, "test": the test value
 
-    def build(self, raw: dict[str, np.ndarray], first_row: int) -> ArrayBatch:
+    def build(
+        self, raw: dict[str, np.ndarray], first_row: int, rng: np.random.Generator | None = None
+    ) -> ArrayBatch:
         inputs: dict[str, np.ndarray] = {}
         masks: dict[str, np.ndarray] = {}
         for spec in self.inputs:
@@ -49,6 +55,11 @@ class BatchBuilder:
                 x[padded] = 0.0
                 masks[spec.name] = padded
             self._check_finite(spec, x, first_row)
+            if spec.name == "PARAMETERS" and self.parameters is not None:
+                if self.parameter_mode == "test":
+                    x = self.parameters.for_testing(x)
+                else:
+                    x = self.parameters.for_training(x, rng or np.random.default_rng(first_row))
             inputs[spec.name] = x
         labels: dict[str, dict[str, np.ndarray]] = {}
         for name, (dataset, fields) in self.labels.items():

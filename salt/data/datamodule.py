@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from salt.data.batch import SPECIAL_GROUPS, BatchBuilder, InputSpec
 from salt.data.dataset import ChunkedH5Dataset, make_loader
 from salt.data.h5_source import DatasetRead, H5Source
+from salt.data.parameters import ParameterSampler, ParameterSpec
 from salt.data.paths import resolve_files
 from salt.utils.h5 import read_class_names
 
@@ -54,6 +55,10 @@ class SaltDataModule(L.LightningDataModule):
         chunk_size: rows loaded and shuffled together.
         block_size: rows per contiguous read; blocks are permuted every epoch.
         seed: base of the per-epoch shuffles.
+        PARAMETERS: for parameterised networks, ``{variable: {train: [values], test: value,
+            prob: [probabilities]}}`` per variable of ``variables.PARAMETERS``: background jets
+            get a value drawn from ``train`` (with ``prob``) in training and validation, all
+            jets get ``test`` in ``salt test``.
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class SaltDataModule(L.LightningDataModule):
         chunk_size: int = 50_000,
         block_size: int = 5_000,
         seed: int = 42,
+        PARAMETERS: dict[str, ParameterSpec] | None = None,
     ):
         super().__init__()
         self.files = {"train": train_file, "val": val_file, "test": test_file}
@@ -94,6 +100,11 @@ class SaltDataModule(L.LightningDataModule):
         self.chunk_size = chunk_size
         self.block_size = block_size
         self.seed = seed
+        self.parameters = (
+            ParameterSampler(PARAMETERS, self.variables.get("PARAMETERS", []))
+            if PARAMETERS
+            else None
+        )
         self.label_fields: dict[str, list[str]] = {}
         self.datasets: dict[str, ChunkedH5Dataset] = {}
         if self.global_object not in self.variables:
@@ -175,7 +186,13 @@ class SaltDataModule(L.LightningDataModule):
             )
         num_rows = available if wanted < 0 else wanted
         labels = {n: (self.dataset_name(n), f) for n, f in self.label_fields.items()}
-        builder = BatchBuilder(specs, labels, description=", ".join(map(str, files)))
+        builder = BatchBuilder(
+            specs,
+            labels,
+            description=", ".join(map(str, files)),
+            parameters=self.parameters,
+            parameter_mode="test" if split == "test" else "train",
+        )
         dataset = ChunkedH5Dataset(
             source,
             builder,

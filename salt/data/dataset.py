@@ -83,7 +83,7 @@ class ChunkedH5Dataset(IterableDataset):
         for index, load in enumerate(loads):
             if index % num_workers != worker:
                 continue
-            arrays = [self.builder.build(self.source.read(a, b), a) for a, b in load.segments]
+            arrays = [self.builder.build(self.source.read(a, b), a, rng) for a, b in load.segments]
             chunk = arrays[0] if len(arrays) == 1 else _concat(arrays)
             order = np.random.default_rng([self.seed, self.epoch, index]).permutation(load.num_rows)
             start = 0
@@ -96,7 +96,8 @@ class ChunkedH5Dataset(IterableDataset):
         batches = ordered_batches(self.num_rows, self.batch_size, self.world_size, self.rank)
         for index, (a, b) in enumerate(batches):
             if index % num_workers == worker:
-                yield to_torch(self.builder.build(self.source.read(a, b), a))
+                rng = np.random.default_rng([self.seed, a])
+                yield to_torch(self.builder.build(self.source.read(a, b), a, rng))
 
 
 def _concat(arrays: list) -> tuple:

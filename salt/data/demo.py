@@ -51,6 +51,7 @@ ORIGIN_NAMES = (
 )
 PILEUP, FAKE, PRIMARY, FROM_B, FROM_BC, FROM_C, FROM_TAU, OTHER_SECONDARY = range(8)
 SPLITS = ("train", "val", "test")
+MASS_HYPOTHESES = (5.0, 16.0, 55.0)
 TRUTH_FIELDS = frozenset(
     {
         "HadronConeExclTruthLabelID",
@@ -75,6 +76,7 @@ JET_DTYPE = np.dtype(
         ("HadronConeExclTruthLabelID", "i4"),
         ("flavour_label", "i4"),
         ("eventNumber", "i8"),
+        ("massHypothesis", "f4"),
     ]
 )
 _HIT_FIELDS = (
@@ -714,6 +716,11 @@ def _draw_block(n: int, rng: np.random.Generator) -> tuple[dict[str, np.ndarray]
     jets["HadronConeExclTruthLabelID"] = np.asarray(HADRON_LABELS)[jets_block.flavour]
     jets["flavour_label"] = jets_block.flavour
     jets["eventNumber"] = 0
+    # a signal-model parameter for parameterised training: b-jets come from one of three mass
+    # points (GeV), other jets have none (0); drawn last so that the other fields do not change
+    mass_points = np.asarray(MASS_HYPOTHESES, dtype=np.float32)
+    hypothesis = mass_points[rng.integers(0, len(mass_points), n)]
+    jets["massHypothesis"] = np.where(jets_block.flavour == 0, hypothesis, 0.0)
     arrays = {
         "jets": jets,
         "tracks": _scatter_padded(tracks_flat, n_tracks, N_TRACKS),

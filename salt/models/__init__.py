@@ -1,7 +1,10 @@
 """Network building blocks, addressed from YAML as ``salt.models.<Class>``."""
 
 from salt.models.attention import MultiheadAttention, ScaledDotProductAttention
+from salt.models.cross_attention import CrossAttentionPooling, TransformerCrossAttentionEncoder
 from salt.models.dense import Dense
+from salt.models.edges import EdgeFeatures
+from salt.models.gatv2 import GATv2Attention
 from salt.models.initnet import InitNet
 from salt.models.pooling import GlobalAttentionPooling
 from salt.models.saltmodel import SaltModel
@@ -10,11 +13,15 @@ from salt.tasks.classification import ClassificationTask
 
 __all__ = [
     "ClassificationTask",
+    "CrossAttentionPooling",
     "Dense",
+    "EdgeFeatures",
+    "GATv2Attention",
     "GlobalAttentionPooling",
     "InitNet",
     "MultiheadAttention",
     "SaltModel",
     "ScaledDotProductAttention",
+    "TransformerCrossAttentionEncoder",
     "TransformerEncoder",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -21,9 +22,11 @@ def _check_dropout(dropout: float, argument: str) -> None:
 class AttentionBase(nn.Module, abc.ABC):
     """How queries attend to keys: the part of attention that differs between mechanisms.
 
-    Subclasses map ``q`` (B, H, Lq, D), ``k`` and ``v`` (B, H, Lk, D) and an optional key padding
-    mask ``kv_mask`` (B, Lk, True = padded) to (B, H, Lq, D). Padded keys must get no weight and a
-    query with no valid key must give zeros (never NaN), so that padding never leaks into results.
+    Subclasses map ``q`` (B, H, Lq, D), ``k`` and ``v`` (B, H, Lk, D), an optional key padding
+    mask ``kv_mask`` (B, Lk, True = padded) and an optional additive score bias ``attn_bias``
+    (broadcastable to (B, H, Lq, Lk), e.g. from edge features) to (B, H, Lq, D). Padded keys must
+    get no weight whatever the bias says, and a query with no valid key must give zeros (never
+    NaN), so that padding never leaks into results.
     """
 
     def __init__(self, dropout: float = 0.0) -> None:
@@ -32,27 +35,62 @@ class AttentionBase(nn.Module, abc.ABC):
         _check_dropout(dropout, "dropout")
         self.dropout = dropout
 
+    def configure_heads(self, num_heads: int, head_dim: int) -> None:
+        """Called by :class:`MultiheadAttention` with its head layout.
+
+        Strategies without per-head parameters ignore it; those with them (GATv2) size their
+        parameters from it, or check that the sizes they were built with agree.
+        """
+
     @abc.abstractmethod
-    def forward(self, q: Tensor, k: Tensor, v: Tensor, kv_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        kv_mask: Tensor | None = None,
+        attn_bias: Tensor | None = None,
+    ) -> Tensor:
         """Return the attended values, (B, H, Lq, D)."""
+
+
+def attention_mask(
+    kv_mask: Tensor | None, attn_bias: Tensor | None, dtype: torch.dtype
+) -> Tensor | None:
+    """Merge key padding and score bias into one mask for a (B, H, Lq, Lk) score tensor.
+
+    Returns None (attend everywhere), a bool mask (True = may attend) or a float mask (added to
+    the scores, -inf on padded keys). A row with every key padded would softmax to NaN (also in
+    the backward pass), so such rows may attend to everything instead; callers zero them after.
+    That keeps the graph free of data-dependent branches, so it exports to ONNX.
+    """
+    if kv_mask is None:
+        return None if attn_bias is None else attn_bias.to(dtype)
+    no_valid_key = kv_mask.all(dim=-1, keepdim=True)
+    may_attend = (~kv_mask | no_valid_key)[:, None, None, :]
+    if attn_bias is None:
+        return may_attend
+    return attn_bias.to(dtype).masked_fill(~may_attend, float("-inf"))
 
 
 class ScaledDotProductAttention(AttentionBase):
     """softmax(q k^T / sqrt(D)) v via torch's fused kernel, which is fast and exports to ONNX."""
 
-    def forward(self, q: Tensor, k: Tensor, v: Tensor, kv_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        kv_mask: Tensor | None = None,
+        attn_bias: Tensor | None = None,
+    ) -> Tensor:
         """Attend over the valid keys; queries whose keys are all padded give zeros."""
         dropout_p = self.dropout if self.training else 0.0
+        mask = attention_mask(kv_mask, attn_bias, q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         if kv_mask is None:
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-        # A row with every key masked would softmax to NaN (also in the backward pass), so such
-        # rows attend to everything instead and are zeroed afterwards: no data-dependent branch.
-        no_valid_key = kv_mask.all(dim=-1)
-        may_attend = ~kv_mask | no_valid_key.unsqueeze(-1)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=may_attend[:, None, None, :], dropout_p=dropout_p
-        )
-        return out.masked_fill(no_valid_key[:, None, None, None], 0.0)
+            return out
+        return out.masked_fill(kv_mask.all(dim=-1)[:, None, None, None], 0.0)
 
 
 class MultiheadAttention(nn.Module):
@@ -112,7 +150,13 @@ class MultiheadAttention(nn.Module):
         self.q_proj = nn.Linear(embed_dim, inner_dim)
         self.k_proj = nn.Linear(kv_size, inner_dim)
         self.v_proj = nn.Linear(kv_size, inner_dim)
+        if attention is not None and not isinstance(attention, AttentionBase):
+            raise ValueError(
+                f"attention: expected an AttentionBase instance, got {type(attention)}"
+            )
         self.attention = ScaledDotProductAttention() if attention is None else attention
+        # Strategies with per-head parameters size them here, or reject a mismatched layout.
+        self.attention.configure_heads(num_heads, head_dim)
         self.out_proj: nn.Module = nn.Linear(inner_dim, embed_dim) if out_proj else nn.Identity()
         self.drop = nn.Dropout(dropout)
         self.output_size: int = embed_dim if out_proj else inner_dim
@@ -127,10 +171,12 @@ class MultiheadAttention(nn.Module):
         kv: Tensor | None = None,
         pad_mask: Tensor | None = None,
         kv_pad_mask: Tensor | None = None,
+        attn_bias: Tensor | None = None,
     ) -> Tensor:
         """Attend from ``x`` (B, Lq, embed_dim) to ``kv`` (B, Lk, kv_size), or to itself.
 
-        In self-attention ``kv_pad_mask`` defaults to ``pad_mask``. Returns (B, Lq, output_size).
+        In self-attention ``kv_pad_mask`` defaults to ``pad_mask``. ``attn_bias`` is added to the
+        attention scores, broadcastable to (B, num_heads, Lq, Lk). Returns (B, Lq, output_size).
         """
         if kv is None:
             kv = x
@@ -143,8 +189,12 @@ class MultiheadAttention(nn.Module):
         q = self._split_heads(self.q_proj(x))
         k = self._split_heads(self.k_proj(kv))
         v = self._split_heads(self.v_proj(kv))
-        out = self.attention(q, k, v, kv_pad_mask).transpose(1, 2).flatten(2)
-        out = self.drop(self.out_proj(out))
+        if attn_bias is None:
+            # Leave the argument out so strategies written before attn_bias existed still work.
+            out = self.attention(q, k, v, kv_pad_mask)
+        else:
+            out = self.attention(q, k, v, kv_pad_mask, attn_bias)
+        out = self.drop(self.out_proj(out.transpose(1, 2).flatten(2)))
 
         zero_rows: Tensor | None = pad_mask
         if kv_pad_mask is not None:
@@ -155,4 +205,9 @@ class MultiheadAttention(nn.Module):
         return out
 
 
-__all__ = ["AttentionBase", "MultiheadAttention", "ScaledDotProductAttention"]
+__all__ = [
+    "AttentionBase",
+    "MultiheadAttention",
+    "ScaledDotProductAttention",
+    "attention_mask",
+]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from salt.models.edges import EdgeFeatures
 from salt.models.initnet import InitNet
 from salt.tasks.base import TaskBase
 
@@ -20,6 +22,12 @@ class SaltModel(nn.Module):
         encoder: the sequence encoder (e.g. a transformer); None keeps the init-net embeddings.
         pool_net: turns the encoded constituents into one vector per jet.
         global_object: name of the jet-level input type (set by salt from ``data``).
+        parameter_conditioning: how PARAMETERS inputs enter: ``concat`` (appended to every
+            init-net input), ``film`` (a learned per-feature scale and shift of the embeddings)
+            or ``both``.
+        num_parameters: number of PARAMETERS variables (set by salt from ``data``).
+        edge_features: pairwise features of one constituent type (e.g. ``dR``, ``kt``),
+            computed from the unnormalised inputs and added to the attention scores.
     """
 
     def __init__(
@@ -29,8 +37,16 @@ class SaltModel(nn.Module):
         pool_net: nn.Module,
         encoder: nn.Module | None = None,
         global_object: str = "jets",
+        parameter_conditioning: str = "concat",
+        num_parameters: int = 0,
+        edge_features: EdgeFeatures | None = None,
     ):
         super().__init__()
+        if parameter_conditioning not in ("concat", "film", "both"):
+            raise ValueError(
+                f"parameter_conditioning: expected concat, film or both, got "
+                f"'{parameter_conditioning}'"
+            )
         if not init_nets:
             raise ValueError("model.init_nets: at least one init net is needed")
         names = [net.input_name for net in init_nets]
@@ -44,6 +60,14 @@ class SaltModel(nn.Module):
         self.pool_net = pool_net
         self.tasks = nn.ModuleList(tasks)
         self.global_object = global_object
+        self.edge_features = edge_features
+        self.parameter_conditioning = parameter_conditioning
+        self.film: nn.Linear | None = None
+        if num_parameters and parameter_conditioning in ("film", "both"):
+            embed = init_nets[0].output_size
+            self.film = nn.Linear(num_parameters, 2 * embed)
+            nn.init.zeros_(self.film.weight)  # start as the identity transform
+            nn.init.zeros_(self.film.bias)
 
     def label_fields(self) -> dict[str, list[str]]:
         fields: dict[str, list[str]] = {}
@@ -69,27 +93,66 @@ class SaltModel(nn.Module):
             extra = []
             if net.attach_global and jet is not None and name != self.global_object:
                 extra.append(jet)
-            if params is not None:
+            if params is not None and self.parameter_conditioning in ("concat", "both"):
                 extra.append(params)
             if extra:
                 context = torch.cat(extra, dim=-1).unsqueeze(1).expand(-1, x.shape[1], -1)
                 x = torch.cat([x, context], dim=-1)
-            embeddings.append(net(x))
+            embedded = net(x)
+            if self.film is not None and params is not None:
+                scale, shift = self.film(params).unsqueeze(1).chunk(2, dim=-1)
+                embedded = embedded * (1 + scale) + shift
+            embeddings.append(embedded)
             masks.append(mask)
         return embeddings, masks
+
+    def _edge_bias(
+        self, raw_inputs: dict[str, Tensor], pad_masks: dict[str, Tensor], lengths: list[int]
+    ) -> Tensor:
+        """The edge-feature attention bias, placed in its type's block of the full sequence."""
+        assert self.edge_features is not None
+        name = self.edge_features.input_name
+        bias = self.edge_features(raw_inputs[name], pad_masks[name])
+        names = [net.input_name for net in self.init_nets]
+        start = sum(lengths[: names.index(name)])
+        rest = sum(lengths) - start - bias.shape[-1]
+        return F.pad(bias, (start, rest, start, rest))
+
+    def _encode(
+        self,
+        embeddings: list[Tensor],
+        masks: list[Tensor],
+        pad_masks: dict[str, Tensor],
+        raw_inputs: dict[str, Tensor] | None,
+    ) -> tuple[Tensor, Tensor]:
+        x = torch.cat(embeddings, dim=1)
+        mask = torch.cat(masks, dim=1)
+        if self.encoder is None:
+            return x, mask
+        names = [net.input_name for net in self.init_nets]
+        if hasattr(self.encoder, "input_names"):  # one stream per type, cross-attending
+            encoded = self.encoder(dict(zip(names, embeddings)), dict(zip(names, masks)))
+            return torch.cat([encoded[n] for n in names], dim=1), mask
+        if self.edge_features is None:
+            return self.encoder(x, pad_mask=mask), mask
+        if raw_inputs is None:
+            raise ValueError("edge features need the unnormalised inputs (raw_inputs)")
+        bias = self._edge_bias(raw_inputs, pad_masks, [e.shape[1] for e in embeddings])
+        return self.encoder(x, pad_mask=mask, attn_bias=bias), mask
 
     def forward(
         self,
         inputs: dict[str, Tensor],
         pad_masks: dict[str, Tensor],
         labels: dict[str, dict[str, Tensor]] | None = None,
+        raw_inputs: dict[str, Tensor] | None = None,
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Return ``({task name: raw output}, {task name: loss})`` (losses only with labels)."""
+        """Return ``({task name: raw output}, {task name: loss})`` (losses only with labels).
+
+        ``raw_inputs`` are the unnormalised inputs, needed only by edge features.
+        """
         embeddings, masks = self._embed(inputs, pad_masks)
-        x = torch.cat(embeddings, dim=1)
-        mask = torch.cat(masks, dim=1)
-        if self.encoder is not None:
-            x = self.encoder(x, pad_mask=mask)
+        x, mask = self._encode(embeddings, masks, pad_masks, raw_inputs)
         pooled = self.pool_net(x, pad_mask=mask)
         if "GLOBAL" in inputs:
             pooled = torch.cat([pooled, inputs["GLOBAL"]], dim=-1)

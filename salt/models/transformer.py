@@ -11,43 +11,55 @@ from salt.models.configs import DenseConfig, MHAConfig
 from salt.models.dense import Dense, dense_from_config, make_norm
 
 
-def _build_mha(embed_dim: int, mha_config: MHAConfig | None) -> MultiheadAttention:
+def build_mha(
+    embed_dim: int, mha_config: MHAConfig | None, argument: str = "mha_config"
+) -> MultiheadAttention:
+    """Build one residual attention block's MHA from a config shared by every layer.
+
+    Errors are prefixed with ``argument`` so that they name the config key the user wrote.
+    """
     config: MHAConfig = mha_config or {}
     prototype = config.get("attention")
     if prototype is not None and not isinstance(prototype, AttentionBase):
         raise ValueError(
-            f"mha_config.attention: expected an AttentionBase instance, got {type(prototype)}"
+            f"{argument}.attention: expected an AttentionBase instance, got {type(prototype)}"
         )
     kwargs: MHAConfig = {**config}
     if prototype is not None:
         # A fresh copy per layer: the configured instance is only a prototype, never shared.
         kwargs["attention"] = copy.deepcopy(prototype)
-    mha = MultiheadAttention(embed_dim, **kwargs)
+    try:
+        mha = MultiheadAttention(embed_dim, **kwargs)
+    except ValueError as err:
+        raise ValueError(f"{argument}.{err}") from err
     if mha.output_size != embed_dim:
         raise ValueError(
-            f"mha_config: with out_proj=False num_heads * head_dim must equal embed_dim={embed_dim}"
-            f" for the residual connection, got {mha.output_size}"
+            f"{argument}: with out_proj=False num_heads * head_dim must equal "
+            f"embed_dim={embed_dim} for the residual connection, got {mha.output_size}"
         )
     return mha
 
 
-def _build_ffn(embed_dim: int, dense_config: DenseConfig | None) -> Dense:
+def build_ffn(
+    embed_dim: int, dense_config: DenseConfig | None, argument: str = "dense_config"
+) -> Dense:
+    """Build a residual feed-forward block (embed_dim -> hidden -> embed_dim) from a config."""
     config: DenseConfig = dense_config or {}
     for key in ("input_size", "output_size"):
         if config.get(key, embed_dim) != embed_dim:
             raise ValueError(
-                f"dense_config.{key}: the feed-forward block maps embed_dim back to itself, "
+                f"{argument}.{key}: the feed-forward block maps embed_dim back to itself, "
                 f"expected {embed_dim} or unset, got {config.get(key)}"
             )
     if config.get("context_size", 0):
-        raise ValueError("dense_config.context_size: the encoder takes no context, expected 0")
+        raise ValueError(f"{argument}.context_size: the encoder takes no context, expected 0")
     full: DenseConfig = {
         "hidden_layers": [2 * embed_dim],
         **config,
         "input_size": embed_dim,
         "output_size": embed_dim,
     }
-    return dense_from_config(full)
+    return dense_from_config(full, argument)
 
 
 class TransformerEncoderLayer(nn.Module):
@@ -70,15 +82,21 @@ class TransformerEncoderLayer(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout}")
         self.attn_norm = make_norm(norm_layer, embed_dim)
-        self.attn = _build_mha(embed_dim, mha_config)
+        self.attn = build_mha(embed_dim, mha_config)
         self.ffn_norm = make_norm(norm_layer, embed_dim)
-        self.ffn = _build_ffn(embed_dim, dense_config)
+        self.ffn = build_ffn(embed_dim, dense_config)
         self.drop = nn.Dropout(dropout)
         self.output_size: int = embed_dim
 
-    def forward(self, x: Tensor, pad_mask: Tensor | None = None) -> Tensor:
-        """Update x (B, L, embed_dim); padded positions are never attended to."""
-        x = x + self.drop(self.attn(self.attn_norm(x), pad_mask=pad_mask))
+    def forward(
+        self, x: Tensor, pad_mask: Tensor | None = None, attn_bias: Tensor | None = None
+    ) -> Tensor:
+        """Update x (B, L, embed_dim); padded positions are never attended to.
+
+        ``attn_bias`` (B, num_heads, L, L) is added to the attention scores (edge features).
+        """
+        attended = self.attn(self.attn_norm(x), pad_mask=pad_mask, attn_bias=attn_bias)
+        x = x + self.drop(attended)
         return x + self.drop(self.ffn(self.ffn_norm(x)))
 
 
@@ -130,8 +148,15 @@ class TransformerEncoder(nn.Module):
         )
         self.output_size: int = embed_dim if out_dim is None else out_dim
 
-    def forward(self, x: Tensor, pad_mask: Tensor | None = None) -> Tensor:
-        """Encode x (B, L, embed_dim) to (B, L, output_size); padded positions come out as zeros."""
+    def forward(
+        self, x: Tensor, pad_mask: Tensor | None = None, attn_bias: Tensor | None = None
+    ) -> Tensor:
+        """Encode x (B, L, embed_dim) to (B, L, output_size); padded positions come out as zeros.
+
+        ``attn_bias`` (B, num_heads, L, L), e.g. from :class:`~salt.models.edges.EdgeFeatures`,
+        is added to the attention scores of every layer: the pair relations do not change with
+        depth, while each layer still learns how much to trust them through its own queries.
+        """
         if x.shape[-1] != self.embed_dim:
             raise ValueError(
                 f"x: expected last dimension embed_dim={self.embed_dim}, got {x.shape[-1]}"
@@ -139,11 +164,11 @@ class TransformerEncoder(nn.Module):
         if pad_mask is not None:
             x = x.masked_fill(pad_mask.unsqueeze(-1), 0.0)
         for layer in self.layers:
-            x = layer(x, pad_mask)
+            x = layer(x, pad_mask, attn_bias)
         x = self.out_proj(self.norm(x))
         if pad_mask is not None:
             x = x.masked_fill(pad_mask.unsqueeze(-1), 0.0)
         return x
 
 
-__all__ = ["TransformerEncoder", "TransformerEncoderLayer"]
+__all__ = ["TransformerEncoder", "TransformerEncoderLayer", "build_ffn", "build_mha"]

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from salt.models.configs import DenseConfig
-from salt.tasks.base import TaskBase
+from salt.tasks.base import TaskBase, fill_padding
 
 
 class ClassificationTask(TaskBase):
@@ -21,6 +21,8 @@ class ClassificationTask(TaskBase):
         use_class_dict: weight the loss by the class dict's weights for this label.
         See :class:`salt.tasks.base.TaskBase` for the other arguments.
     """
+
+    label: str
 
     def __init__(
         self,
@@ -52,9 +54,9 @@ class ClassificationTask(TaskBase):
             name,
             input_name,
             label,
-            config,
+            config,  # type: ignore[arg-type]
             loss or nn.CrossEntropyLoss(),
-            weight,  # type: ignore[arg-type]
+            weight,
         )
         self.class_names = list(class_names)
         self.use_class_dict = use_class_dict
@@ -100,7 +102,7 @@ class ClassificationTask(TaskBase):
         pad_mask: Tensor | None = None,
         context: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        logits = self.net(x, context) if context is not None else self.net(x)
+        logits = self.head(x, context)
         if labels is None:
             return logits, None
         target = self.targets(labels)
@@ -112,3 +114,11 @@ class ClassificationTask(TaskBase):
 
     def probabilities(self, logits: Tensor) -> Tensor:
         return torch.softmax(logits, dim=-1)
+
+    def predict(self, output: Tensor, pad_mask: Tensor | None = None) -> dict[str, Tensor]:
+        """``{"p<class name>": probability}`` per class; NaN on padded constituents."""
+        probs = self.probabilities(output.float())
+        return {
+            f"p{name}": fill_padding(probs[..., k], pad_mask, float("nan"))
+            for k, name in enumerate(self.class_names)
+        }
