@@ -39,29 +39,11 @@ def _class_names_from_file(data: Any, input_name: str, label: str) -> list[str] 
     return read_class_names(resolve_files(spec, "train_file")[0], dataset, label)
 
 
-def derive_config(cfg: Namespace, need_files: bool = True) -> None:
-    """Complete ``cfg`` (a subcommand's namespace) in place.
-
-    With ``need_files=False`` (for ``--print_config``) values that need the training file, such
-    as class names, are left unset when the file is not there.
-    """
-    data, module = cfg.data, cfg.model
-    variables = canonical_variables(data.variables)
-    glob = data.global_object
-    # the model carries normalisation and input wiring, always taken from the data config
-    module.norm_dict = data.norm_dict
-    module.variables = data.variables
-    module.input_map = data.input_map
-    module.global_object = glob
-    net_args = _args(module.model)
-    net_args.global_object = glob
+def _wire_modules(
+    net_args: Any, variables: dict[str, list[str]], glob: str, n_params: int
+) -> tuple[int, int]:
+    """Init nets -> encoder -> pooling: returns (constituent size, pooled size)."""
     n_jet = len(variables.get(glob, []))
-    n_params = len(variables.get("PARAMETERS", []))
-    net_args.num_parameters = n_params
-    if getattr(net_args, "parameter_conditioning", "concat") == "film":
-        n_params = 0  # parameters modulate the embeddings instead of entering the init nets
-    n_global = len(variables.get("GLOBAL", []))
-
     embed_sizes = set()
     for i, net in enumerate(net_args.init_nets):
         args = _args(net)
@@ -111,7 +93,50 @@ def derive_config(cfg: Namespace, need_files: bool = True) -> None:
             )
         pool.input_size = seq_size
     pool_out = getattr(pool, "output_size", None) or getattr(pool, "out_dim", None)
-    pooled = int(pool_out or seq_size) + n_global
+    return seq_size, int(pool_out or seq_size)
+
+
+def _wire_backbone(net_args: Any, variables: dict[str, list[str]], glob: str) -> tuple[int, int]:
+    """A complete backbone: tell it the inputs, read its output sizes from its arguments."""
+    args = _args(net_args.backbone)
+    if "variables" in args:
+        args.variables = {k: list(v) for k, v in variables.items()}
+    if "global_object" in args:
+        args.global_object = glob
+    pooled = getattr(args, "out_dim", None) or getattr(args, "output_size", None)
+    if pooled is None:
+        raise ValueError("model.model.backbone: needs an out_dim (the jet representation size)")
+    seq = getattr(args, "constituent_dim", None) or getattr(args, "embed_dim", None) or pooled
+    return int(seq), int(pooled)
+
+
+def derive_config(cfg: Namespace, need_files: bool = True) -> None:
+    """Complete ``cfg`` (a subcommand's namespace) in place.
+
+    With ``need_files=False`` (for ``--print_config``) values that need the training file, such
+    as class names, are left unset when the file is not there.
+    """
+    data, module = cfg.data, cfg.model
+    variables = canonical_variables(data.variables)
+    glob = data.global_object
+    # the model carries normalisation and input wiring, always taken from the data config
+    module.norm_dict = data.norm_dict
+    module.variables = data.variables
+    module.input_map = data.input_map
+    module.global_object = glob
+    net_args = _args(module.model)
+    net_args.global_object = glob
+    n_params = len(variables.get("PARAMETERS", []))
+    net_args.num_parameters = n_params
+    if getattr(net_args, "parameter_conditioning", "concat") == "film":
+        n_params = 0  # parameters modulate the embeddings instead of entering the init nets
+    n_global = len(variables.get("GLOBAL", []))
+
+    if getattr(net_args, "backbone", None) is not None:
+        seq_size, pooled = _wire_backbone(net_args, variables, glob)
+    else:
+        seq_size, pooled = _wire_modules(net_args, variables, glob, n_params)
+    pooled += n_global
 
     for i, task in enumerate(net_args.tasks):
         args = _args(task)

@@ -28,14 +28,19 @@ class SaltModel(nn.Module):
         num_parameters: number of PARAMETERS variables (set by salt from ``data``).
         edge_features: pairwise features of one constituent type (e.g. ``dR``, ``kt``),
             computed from the unnormalised inputs and added to the attention scores.
+        backbone: a complete network from inputs to the jet representation (ParT, PET2,
+            DeepSets, ...), used instead of init nets + encoder + pooling. It is called as
+            ``backbone(inputs, pad_masks, raw_inputs)`` and returns ``(pooled (B, D),
+            {constituent type: (B, L, D_c)})``.
     """
 
     def __init__(
         self,
-        init_nets: list[InitNet],
-        tasks: list[TaskBase],
-        pool_net: nn.Module,
+        init_nets: list[InitNet] | None = None,
+        tasks: list[TaskBase] | None = None,
+        pool_net: nn.Module | None = None,
         encoder: nn.Module | None = None,
+        backbone: nn.Module | None = None,
         global_object: str = "jets",
         parameter_conditioning: str = "concat",
         num_parameters: int = 0,
@@ -47,8 +52,16 @@ class SaltModel(nn.Module):
                 f"parameter_conditioning: expected concat, film or both, got "
                 f"'{parameter_conditioning}'"
             )
-        if not init_nets:
-            raise ValueError("model.init_nets: at least one init net is needed")
+        init_nets = list(init_nets or [])
+        tasks = list(tasks or [])
+        if not tasks:
+            raise ValueError("model.tasks: at least one task is needed")
+        if backbone is None and (not init_nets or pool_net is None):
+            raise ValueError(
+                "model: give init_nets and a pool_net (and optionally an encoder), or a backbone"
+            )
+        if backbone is not None and (init_nets or encoder is not None or pool_net is not None):
+            raise ValueError("model: a backbone replaces init_nets, encoder and pool_net")
         names = [net.input_name for net in init_nets]
         if len(set(names)) != len(names):
             raise ValueError(f"model.init_nets: input names must be unique, got {names}")
@@ -56,6 +69,7 @@ class SaltModel(nn.Module):
         if len(set(task_names)) != len(task_names):
             raise ValueError(f"model.tasks: task names must be unique, got {task_names}")
         self.init_nets = nn.ModuleList(init_nets)
+        self.backbone = backbone
         self.encoder = encoder
         self.pool_net = pool_net
         self.tasks = nn.ModuleList(tasks)
@@ -151,17 +165,23 @@ class SaltModel(nn.Module):
 
         ``raw_inputs`` are the unnormalised inputs, needed only by edge features.
         """
-        embeddings, masks = self._embed(inputs, pad_masks)
-        x, mask = self._encode(embeddings, masks, pad_masks, raw_inputs)
-        pooled = self.pool_net(x, pad_mask=mask)
+        per_input: dict[str, tuple[Tensor, Tensor]] = {}
+        if self.backbone is not None:
+            pooled, constituents = self.backbone(inputs, pad_masks, raw_inputs or inputs)
+            for name, seq in constituents.items():
+                per_input[name] = (seq, pad_masks[name])
+        else:
+            assert self.pool_net is not None
+            embeddings, masks = self._embed(inputs, pad_masks)
+            x, mask = self._encode(embeddings, masks, pad_masks, raw_inputs)
+            pooled = self.pool_net(x, pad_mask=mask)
+            start = 0
+            for net, emb, m in zip(self.init_nets, embeddings, masks):
+                stop = start + emb.shape[1]
+                per_input[net.input_name] = (x[:, start:stop], m)
+                start = stop
         if "GLOBAL" in inputs:
             pooled = torch.cat([pooled, inputs["GLOBAL"]], dim=-1)
-        per_input: dict[str, tuple[Tensor, Tensor]] = {}
-        start = 0
-        for net, emb, m in zip(self.init_nets, embeddings, masks):
-            stop = start + emb.shape[1]
-            per_input[net.input_name] = (x[:, start:stop], m)
-            start = stop
         outputs: dict[str, Tensor] = {}
         losses: dict[str, Tensor] = {}
         for task in self.tasks:
