@@ -46,6 +46,8 @@ class EvaluationOptions:
             missing from the file are skipped); the tasks' labels are always added.
         working_points: b-jet efficiencies at which rejections are reported.
         run_evaluation: compute metrics.json and plots after writing the predictions.
+        write_constituents: also write constituent-level outputs (e.g. track origin
+            probabilities, vertex indices) with the tasks' truth labels.
     """
 
     fc: float = 0.2
@@ -54,6 +56,7 @@ class EvaluationOptions:
     )
     working_points: list[float] = field(default_factory=lambda: [0.60, 0.70, 0.77, 0.85])
     run_evaluation: bool = True
+    write_constituents: bool = False
 
 
 class SaltCLI(LightningCLI):
@@ -277,18 +280,31 @@ class SaltCLI(LightningCLI):
         self.datamodule.setup("test")
         dataset = self.datamodule.datasets["test"]
         global_object = self.datamodule.global_object
-        dtype = dataset.source.dtype(self.datamodule.dataset_name(global_object))
-        wanted = list(cfg.evaluation.jet_fields)
+        dtypes = {
+            name: dataset.source.dtype(self.datamodule.dataset_name(name))
+            for name in [global_object, *self.datamodule.constituent_names]
+        }
+        wanted = {global_object: list(cfg.evaluation.jet_fields)}
         for task in self.model.model.tasks:
-            if task.input_name == global_object and task.label not in wanted:
-                wanted.append(task.label)
-        fields = [f for f in wanted if f in dtype.names]
-        self.datamodule.request_labels({global_object: fields})
+            for name, fields in task.label_fields().items():
+                current = wanted.setdefault(name, [])
+                current.extend(f for f in fields if f not in current)
+        carried = {
+            name: [f for f in fields if name in dtypes and f in (dtypes[name].names or ())]
+            for name, fields in wanted.items()
+        }
+        self.datamodule.request_labels(carried)
         self.datamodule.datasets.clear()
         self.predictions_path = out
         self.trainer.callbacks.append(
             PredictionWriter(
-                out, self.model.name, fields, {f: dtype[f] for f in fields}, global_object
+                out,
+                self.model.name,
+                carried,
+                {n: {f: d[f] for f in (d.names or ())} for n, d in dtypes.items()},
+                {n: self.datamodule.dataset_name(n) for n in dtypes},
+                global_object,
+                write_constituents=cfg.evaluation.write_constituents,
             )
         )
         self.ckpt = ckpt

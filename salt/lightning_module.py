@@ -12,6 +12,7 @@ from torch import Tensor
 from salt.data.batch import SPECIAL_GROUPS, Batch
 from salt.data.normalisation import Normaliser, load_norm_dict
 from salt.models.saltmodel import SaltModel
+from salt.tasks.classification import ClassificationTask
 from salt.optim import DEFAULT_LRS, LRSConfig, one_cycle, parameter_groups
 
 
@@ -108,7 +109,8 @@ class SaltModule(L.LightningModule):
     def _log_accuracy(self, batch: Batch, outputs: dict[str, Tensor], stage: str) -> None:
         _, _, labels = batch
         for task in self.model.tasks:
-            if task.input_name != self.model.global_object or not hasattr(task, "targets"):
+            jet_level = task.input_name == self.model.global_object
+            if not jet_level or not isinstance(task, ClassificationTask):
                 continue
             target = task.targets(labels)
             keep = target >= 0

@@ -10,77 +10,111 @@ from typing import Any
 import h5py
 import lightning as L
 import numpy as np
-import torch
+from torch import Tensor
 
 from salt.tasks.classification import ClassificationTask
 
 log = logging.getLogger(__name__)
 
 
-def output_field_names(tagger: str, task: ClassificationTask, first: bool) -> list[str]:
-    """``<tagger>_p<flavour>`` for the main jet classifier, ``<tagger>_<task>_p<x>`` otherwise."""
+def output_field_names(tagger: str, task: ClassificationTask) -> list[str]:
+    """``<tagger>_p<flavour>`` for the main jet classifier (``GN2_pb``, ``GN2_pc``, ...)."""
     from salt.evaluation.metrics import flavour_short_name
 
-    prefix = tagger if first else f"{tagger}_{task.name}"
-    return [f"{prefix}_p{flavour_short_name(name)}" for name in task.class_names]
+    return [f"{tagger}_p{flavour_short_name(name)}" for name in task.class_names]
 
 
 class PredictionWriter(L.Callback):
-    """Appends each test batch's jet outputs (plus carried jet fields) to ``path``.
+    """Appends each test batch's outputs (plus carried fields) to ``path``.
 
-    The file is written under a temporary name and renamed at the end, so an interrupted
-    evaluation never leaves a truncated predictions file behind.
+    The jet dataset holds the carried jet fields, ``<tagger>_p<flavour>`` of the main jet
+    classifier and ``<tagger>_<task>_<output>`` of every other jet-level task. With
+    ``write_constituents``, each constituent type with tasks gets an ``(N, L)`` dataset with
+    ``valid``, its carried labels and ``<tagger>_<task>_<output>`` (e.g. origin probabilities,
+    vertex index). The file is written under a temporary name and renamed at the end, so an
+    interrupted evaluation never leaves a truncated predictions file behind.
 
     Args:
         path: the predictions file to write.
         tagger: the output name prefix (the model name).
-        jet_fields: jet fields of the test file to copy alongside the outputs.
-        field_dtypes: the stored dtype of each carried field (to write them unchanged).
-        global_object: the jet-level input type; its dataset in the output is named after it.
+        carried: ``{input name: [fields]}`` copied from the test file.
+        field_dtypes: ``{input name: {field: stored dtype}}`` to write carried fields unchanged.
+        datasets: ``{input name: HDF5 dataset name}`` for the output datasets.
+        global_object: the jet-level input type.
+        write_constituents: also write constituent-level outputs.
     """
 
     def __init__(
         self,
         path: Path,
         tagger: str,
-        jet_fields: list[str],
-        field_dtypes: dict[str, np.dtype],
+        carried: dict[str, list[str]],
+        field_dtypes: dict[str, dict[str, np.dtype]],
+        datasets: dict[str, str],
         global_object: str = "jets",
+        write_constituents: bool = False,
     ):
         super().__init__()
         self.path = Path(path)
         self.tagger = tagger
-        self.jet_fields = jet_fields
+        self.carried = carried
         self.field_dtypes = field_dtypes
+        self.datasets = datasets
         self.global_object = global_object
+        self.write_constituents = write_constituents
         self._tmp = self.path.with_name(f".{self.path.name}.tmp")
         self._file: h5py.File | None = None
-        self._dataset: h5py.Dataset | None = None
-        self._tasks: list[tuple[ClassificationTask, list[str]]] = []
+        self._out: dict[str, h5py.Dataset] = {}
+        self._main_task: ClassificationTask | None = None
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model = pl_module.model  # type: ignore[attr-defined]
-        jet_tasks = [
-            t
-            for t in model.tasks
-            if isinstance(t, ClassificationTask) and t.input_name == model.global_object
-        ]
-        self._tasks = [
-            (t, output_field_names(self.tagger, t, i == 0)) for i, t in enumerate(jet_tasks)
-        ]
-        fields = [(f, self.field_dtypes[f]) for f in self.jet_fields]
-        fields += [(name, np.float32) for _, names in self._tasks for name in names]
+        self._tasks = list(model.tasks)
+        self._main_task = next(
+            (
+                t
+                for t in self._tasks
+                if isinstance(t, ClassificationTask) and t.input_name == self.global_object
+            ),
+            None,
+        )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = h5py.File(self._tmp, "w")
-        self._dataset = self._file.create_dataset(
-            self.global_object,
-            shape=(0,),
-            maxshape=(None,),
-            dtype=np.dtype(fields),
-            chunks=(10_000,),
-        )
-        if jet_tasks:
-            self._dataset.attrs["flavour_label"] = np.array(jet_tasks[0].class_names, dtype="S")
+        self._out = {}
+
+    def _rows(self, outputs: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+        """Columns per input type for this batch."""
+        labels, pad_masks, results = outputs["labels"], outputs["pad_masks"], outputs["outputs"]
+        columns: dict[str, dict[str, np.ndarray]] = {self.global_object: {}}
+        for name, fields in self.carried.items():
+            if name != self.global_object and not self.write_constituents:
+                continue
+            target = columns.setdefault(name, {})
+            if name in pad_masks:
+                target["valid"] = ~pad_masks[name].cpu().numpy()
+            for field in fields:
+                target[field] = labels[name][field].cpu().numpy()
+        for task in self._tasks:
+            output: Tensor = results[task.name]
+            jet_level = task.input_name == self.global_object
+            if not jet_level and not self.write_constituents:
+                continue
+            target = columns.setdefault(task.input_name, {})
+            if task is self._main_task:
+                probs = task.probabilities(output.float()).cpu().numpy()
+                for k, field in enumerate(output_field_names(self.tagger, task)):
+                    target[field] = probs[:, k]
+                continue
+            mask = None if jet_level else pad_masks.get(task.input_name)
+            if mask is not None and "valid" not in target:
+                target["valid"] = ~mask.cpu().numpy()
+            for key, value in task.predict(output, mask).items():
+                target[f"{self.tagger}_{task.name}_{key}"] = value.cpu().numpy()
+        return {k: v for k, v in columns.items() if v}
+
+    def _dtype(self, name: str, cols: dict[str, np.ndarray]) -> np.dtype:
+        stored = self.field_dtypes.get(name, {})
+        return np.dtype([(f, stored.get(f, a.dtype)) for f, a in cols.items()])
 
     def on_test_batch_end(
         self,
@@ -91,19 +125,28 @@ class PredictionWriter(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        assert self._dataset is not None
-        labels = outputs["labels"].get(self.global_object, {})
-        first = next(iter(outputs["outputs"].values()))
-        rows = np.zeros(first.shape[0], dtype=self._dataset.dtype)
-        for field in self.jet_fields:
-            rows[field] = labels[field].cpu().numpy()
-        for task, names in self._tasks:
-            probs = torch.softmax(outputs["outputs"][task.name].float(), dim=-1).cpu().numpy()
-            for j, name in enumerate(names):
-                rows[name] = probs[:, j]
-        start = self._dataset.shape[0]
-        self._dataset.resize((start + len(rows),))
-        self._dataset[start:] = rows
+        assert self._file is not None
+        for name, cols in self._rows(outputs).items():
+            first = next(iter(cols.values()))
+            if name not in self._out:
+                self._out[name] = self._file.create_dataset(
+                    self.datasets.get(name, name),
+                    shape=(0, *first.shape[1:]),
+                    maxshape=(None, *first.shape[1:]),
+                    dtype=self._dtype(name, cols),
+                    chunks=(max(1, min(10_000, 400_000 // max(1, first[0].size))), *first.shape[1:]),
+                )
+                if name == self.global_object and self._main_task is not None:
+                    self._out[name].attrs["flavour_label"] = np.array(
+                        self._main_task.class_names, dtype="S"
+                    )
+            dataset = self._out[name]
+            rows = np.zeros(first.shape, dtype=dataset.dtype)
+            for field, values in cols.items():
+                rows[field] = values
+            start = dataset.shape[0]
+            dataset.resize((start + len(rows), *first.shape[1:]))
+            dataset[start:] = rows
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert self._file is not None

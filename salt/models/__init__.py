@@ -10,6 +10,8 @@ from salt.models.pooling import GlobalAttentionPooling
 from salt.models.saltmodel import SaltModel
 from salt.models.transformer import TransformerEncoder
 from salt.tasks.classification import ClassificationTask
+from salt.tasks.regression import GaussianRegressionTask, RegressionTask
+from salt.tasks.vertexing import VertexingTask
 
 __all__ = [
     "ClassificationTask",
@@ -17,11 +19,14 @@ __all__ = [
     "Dense",
     "EdgeFeatures",
     "GATv2Attention",
+    "GaussianRegressionTask",
     "GlobalAttentionPooling",
     "InitNet",
     "MultiheadAttention",
+    "RegressionTask",
     "SaltModel",
     "ScaledDotProductAttention",
     "TransformerCrossAttentionEncoder",
     "TransformerEncoder",
+    "VertexingTask",
 ]

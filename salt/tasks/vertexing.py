@@ -1,0 +1,182 @@
+"""Track-pair vertexing: which constituents come from the same (secondary) vertex.
+
+The head scores every unordered pair of constituents; the pairs it links are then grouped into
+vertices by connected components, so a vertex of n tracks needs only a spanning set of its
+n(n-1)/2 pairs to be found.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from salt.models.configs import DenseConfig
+from salt.tasks.base import TaskBase, elementwise, masked_mean, require_sizes, valid_mask
+
+# Under tracing (ONNX export) the number of constituents is not known when the graph is built;
+# this many squarings link chains of up to 2**8 + 1 constituents, and extra ones change nothing.
+TRACED_SQUARINGS = 8
+
+
+def off_diagonal(length: int, device: torch.device | None = None) -> Tensor:
+    """(L, L) True where i != j; built from ``arange`` so traced graphs keep L dynamic."""
+    position = torch.arange(length, device=device)
+    return position[:, None] != position[None, :]
+
+
+def vertex_indices(
+    pair_logits: Tensor, pad_mask: Tensor | None = None, threshold: float = 0.5
+) -> Tensor:
+    """Group constituents into vertices: the connected components of the linked pairs.
+
+    Two constituents are linked when the sigmoid of their pair logit exceeds ``threshold``; the
+    logits are symmetrised first (their mean over (i, j) and (j, i)). Linking is transitive:
+    reachability comes from squaring the adjacency matrix ceil(log2(L - 1)) times, each squaring
+    doubling the path length covered, all in batched torch without per-jet Python (and without
+    ops that ONNX lacks, so an exported graph can run it).
+
+    Args:
+        pair_logits: (B, L, L) pair logits; the diagonal is ignored.
+        pad_mask: (B, L) True for padded constituents; None when all are real.
+        threshold: the probability above which a pair is linked.
+
+    Returns:
+        (B, L) int64 vertex index per constituent, numbered 0..k-1 per jet in the order of each
+        vertex's first constituent (every unlinked constituent is a vertex of its own); -1 on
+        padding. This follows the numbering of ``ftagTruthVertexIndex``, so predictions and
+        labels can be compared field by field.
+    """
+    if pair_logits.dim() != 3 or pair_logits.shape[1] != pair_logits.shape[2]:
+        raise ValueError(f"pair_logits: expected shape (B, L, L), got {tuple(pair_logits.shape)}")
+    batch, length = pair_logits.shape[:2]
+    if length == 0:
+        return torch.empty(batch, 0, dtype=torch.long, device=pair_logits.device)
+    valid = valid_mask(pair_logits, pad_mask)
+    symmetric = 0.5 * (pair_logits + pair_logits.transpose(1, 2))
+    linked = (torch.sigmoid(symmetric.float()) > threshold) | ~off_diagonal(length, valid.device)
+    reach = (linked & valid[:, :, None] & valid[:, None, :]).float()
+    steps = TRACED_SQUARINGS if torch.jit.is_tracing() else math.ceil(math.log2(max(length - 1, 1)))
+    for _ in range(steps):
+        reach = (torch.bmm(reach, reach) > 0).float()
+    # the first constituent of each component names it (argmax gives the first maximum) ...
+    root = reach.argmax(dim=-1)
+    # ... and the components are renumbered 0..k-1 in the order of their roots
+    is_root = (root == torch.arange(length, device=root.device)) & valid
+    rank = torch.cumsum(is_root.long(), dim=-1) - 1
+    return torch.where(valid, rank.gather(1, root), -1)
+
+
+class VertexingTask(TaskBase):
+    """Pairwise vertex finding on one constituent type (usually tracks).
+
+    For each pair (i, j) of constituents the head sees ``[x_i + x_j, |x_i - x_j|]`` plus the
+    jet context: both features are symmetric in i and j, so the logit of (i, j) equals that of
+    (j, i) exactly and the head is equivariant under reordering the constituents. The full
+    (B, L, L) matrix is evaluated (twice the pairs strictly needed) because it is built by
+    broadcasting alone, which keeps the head traceable to ONNX with a dynamic L.
+
+    The target of a pair is 1 when both constituents carry the same vertex index >= 0 and 0
+    otherwise; pairs with a padded constituent or a label < 0 (unknown) take no part, and the
+    loss is the mean over the remaining pairs.
+
+    Args:
+        name: unique task name.
+        input_name: the constituent type, e.g. ``tracks``.
+        label: the per-constituent vertex index, e.g. ``ftagTruthVertexIndex``.
+        dense_config: the pair network; salt sets ``input_size`` to the constituent width D and
+            ``context_size`` to the pooled width C, and the network is built with input
+            ``2 * D`` (+ C context) and one output.
+        loss: a loss on (logit, target) pairs, by default ``BCEWithLogitsLoss`` (e.g. give
+            ``pos_weight`` to up-weight the rarer same-vertex pairs); its reduction is set to
+            ``none`` because the task averages over the valid pairs itself.
+        weight: the factor of this task's loss in the total loss.
+        threshold: the pair probability above which ``predict`` links two constituents.
+    """
+
+    label: str
+
+    def __init__(
+        self,
+        name: str,
+        input_name: str,
+        label: str,
+        dense_config: DenseConfig,
+        loss: nn.Module | None = None,
+        weight: float = 1.0,
+        threshold: float = 0.5,
+    ):
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"task '{name}': threshold={threshold}, expected a value in (0, 1)")
+        config: dict[str, Any] = dict(dense_config)
+        require_sizes(name, config, ("input_size",))
+        if config.get("output_size", 1) != 1:
+            raise ValueError(
+                f"task '{name}': dense_config.output_size={config['output_size']}, but the pair "
+                "network has one output (the pair logit); remove it"
+            )
+        self.constituent_size = int(config["input_size"])
+        config["input_size"] = 2 * self.constituent_size
+        config["output_size"] = 1
+        super().__init__(
+            name,
+            input_name,
+            label,
+            config,  # type: ignore[arg-type]
+            elementwise(loss or nn.BCEWithLogitsLoss(), name),
+            weight,
+        )
+        self.threshold = threshold
+
+    def pair_targets(
+        self, labels: dict[str, dict[str, Tensor]], pad_mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Pair targets (B, L, L) and whether each pair takes part in the loss.
+
+        Pairs take part when i != j and both constituents are real with a vertex index >= 0.
+        """
+        vertex = labels[self.input_name][self.label].long()
+        known = vertex >= 0
+        if pad_mask is not None:
+            known = known & ~pad_mask
+        target = (vertex[:, :, None] == vertex[:, None, :]).float()
+        take_part = (
+            known[:, :, None] & known[:, None, :] & off_diagonal(vertex.shape[1], vertex.device)
+        )
+        return target, take_part
+
+    def forward(
+        self,
+        x: Tensor,
+        labels: dict[str, dict[str, Tensor]] | None = None,
+        pad_mask: Tensor | None = None,
+        context: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Return the pair logits (B, L, L) (diagonal 0) and the loss when labels are given.
+
+        Entries that involve a padded constituent are computed like the others but mean nothing.
+        The loss averages over ordered pairs, which equals the mean over unordered pairs since
+        the logits and targets are symmetric.
+        """
+        if x.dim() != 3:
+            raise ValueError(
+                f"task '{self.name}': expected constituents (B, L, D), got {tuple(x.shape)}"
+            )
+        x_i, x_j = x.unsqueeze(2), x.unsqueeze(1)
+        pairs = torch.cat([x_i + x_j, (x_i - x_j).abs()], dim=-1)
+        logits = self.head(pairs, context).squeeze(-1)
+        logits = logits.masked_fill(~off_diagonal(x.shape[1], x.device), 0.0)
+        if labels is None:
+            return logits, None
+        target, take_part = self.pair_targets(labels, pad_mask)
+        loss = masked_mean(self.loss(logits.float(), target), take_part)
+        return logits, loss
+
+    def predict(self, output: Tensor, pad_mask: Tensor | None = None) -> dict[str, Tensor]:
+        """``{"vertex_index": (B, L) int64}``: see :func:`vertex_indices` (-1 on padding)."""
+        return {"vertex_index": vertex_indices(output, pad_mask, self.threshold)}
+
+
+__all__ = ["VertexingTask", "off_diagonal", "vertex_indices"]
