@@ -12,8 +12,8 @@ from torch import Tensor
 from salt.data.batch import SPECIAL_GROUPS, Batch
 from salt.data.normalisation import Normaliser, load_norm_dict
 from salt.models.saltmodel import SaltModel
-from salt.tasks.classification import ClassificationTask
 from salt.optim import DEFAULT_LRS, LRSConfig, one_cycle, parameter_groups
+from salt.tasks.classification import ClassificationTask
 
 
 class SaltModule(L.LightningModule):

@@ -134,7 +134,10 @@ class PredictionWriter(L.Callback):
                     shape=(0, *first.shape[1:]),
                     maxshape=(None, *first.shape[1:]),
                     dtype=self._dtype(name, cols),
-                    chunks=(max(1, min(10_000, 400_000 // max(1, first[0].size))), *first.shape[1:]),
+                    chunks=(
+                        max(1, min(10_000, 400_000 // max(1, first[0].size))),
+                        *first.shape[1:],
+                    ),
                 )
                 if name == self.global_object and self._main_task is not None:
                     self._out[name].attrs["flavour_label"] = np.array(
