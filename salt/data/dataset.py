@@ -83,8 +83,9 @@ class ChunkedH5Dataset(IterableDataset):
         for index, load in enumerate(loads):
             if index % num_workers != worker:
                 continue
-            arrays = [self.builder.build(self.source.read(a, b), a, rng) for a, b in load.segments]
-            chunk = arrays[0] if len(arrays) == 1 else _concat(arrays)
+            raw = self.source.read_segments(list(load.segments))
+            rows = np.concatenate([np.arange(a, b) for a, b in load.segments])
+            chunk = self.builder.build(raw, rows, rng)
             order = np.random.default_rng([self.seed, self.epoch, index]).permutation(load.num_rows)
             start = 0
             for size in load.batch_sizes:
@@ -97,17 +98,7 @@ class ChunkedH5Dataset(IterableDataset):
         for index, (a, b) in enumerate(batches):
             if index % num_workers == worker:
                 rng = np.random.default_rng([self.seed, a])
-                yield to_torch(self.builder.build(self.source.read(a, b), a, rng))
-
-
-def _concat(arrays: list) -> tuple:
-    inputs = {k: np.concatenate([a[0][k] for a in arrays]) for k in arrays[0][0]}
-    masks = {k: np.concatenate([a[1][k] for a in arrays]) for k in arrays[0][1]}
-    labels = {
-        k: {f: np.concatenate([a[2][k][f] for a in arrays]) for f in arrays[0][2][k]}
-        for k in arrays[0][2]
-    }
-    return inputs, masks, labels
+                yield to_torch(self.builder.build(self.source.read(a, b), np.arange(a, b), rng))
 
 
 class EpochDataLoader(DataLoader):

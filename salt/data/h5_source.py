@@ -88,25 +88,36 @@ class H5Source:
 
     def read(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Read rows [start, stop) of every configured dataset, only the configured fields."""
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.reads}
-        pos = start
-        while pos < stop:
-            index = bisect_right(self.offsets, pos) - 1
-            local_start = pos - self.offsets[index]
-            local_stop = min(stop, self.offsets[index + 1]) - self.offsets[index]
-            h5 = self._handle(index)
-            for name, spec in self.reads.items():
-                ds = h5[name]
-                if ds.ndim == 2 and spec.max_len is not None:
-                    sel = np.s_[local_start:local_stop, : spec.max_len]
-                else:
-                    sel = np.s_[local_start:local_stop]
-                parts[name].append(ds.fields(spec.fields)[sel])
-            pos = self.offsets[index] + local_stop
-        return {
-            name: arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-            for name, arrays in parts.items()
-        }
+        return self.read_segments([(start, stop)])
+
+    def read_segments(self, segments: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+        """Read several row ranges, one after the other, into one array per dataset.
+
+        Each range is read contiguously straight into its slice of a preallocated buffer, so a
+        chunk made of many blocks costs no extra concatenation copy.
+        """
+        total = sum(stop - start for start, stop in segments)
+        out: dict[str, np.ndarray] = {}
+        pos = 0
+        for start, stop in segments:
+            row = start
+            while row < stop:
+                index = bisect_right(self.offsets, row) - 1
+                local_start = row - self.offsets[index]
+                local_stop = min(stop, self.offsets[index + 1]) - self.offsets[index]
+                count = local_stop - local_start
+                h5 = self._handle(index)
+                for name, spec in self.reads.items():
+                    ds = h5[name]
+                    columns = ds.shape[1:2]
+                    if ds.ndim == 2 and spec.max_len is not None:
+                        columns = (min(spec.max_len, ds.shape[1]),)
+                    if name not in out:
+                        out[name] = np.empty((total, *columns), dtype=_read_dtype(ds, spec.fields))
+                    _read_into(ds, spec.fields, local_start, local_stop, columns, out[name], pos)
+                pos += count
+                row = self.offsets[index] + local_stop
+        return out
 
     def close(self) -> None:
         for handle in self._handles.values():
@@ -118,6 +129,37 @@ class H5Source:
         state["_handles"] = {}
         state["_pid"] = -1
         return state
+
+
+# reading whole records and selecting fields in numpy avoids HDF5's slow compound conversion;
+# it pays off unless only a small part of each record is needed
+WHOLE_RECORD_SHARE = 0.3
+
+
+def _read_dtype(ds: h5py.Dataset, fields: list[str]) -> np.dtype:
+    """Whole records when most of each record is needed, else only the fields."""
+    dtype = ds.dtype
+    needed = sum(dtype.fields[f][0].itemsize for f in fields)
+    if needed >= WHOLE_RECORD_SHARE * dtype.itemsize:
+        return dtype
+    return np.dtype([(f, dtype.fields[f][0]) for f in fields])
+
+
+def _read_into(
+    ds: h5py.Dataset,
+    fields: list[str],
+    start: int,
+    stop: int,
+    columns: tuple[int, ...],
+    out: np.ndarray,
+    pos: int,
+) -> None:
+    """Read rows [start, stop) (first ``columns`` constituents) into ``out[pos:]``."""
+    sel = (slice(start, stop), *(slice(0, c) for c in columns))
+    if out.dtype == ds.dtype:  # whole records: no type conversion in HDF5
+        ds.read_direct(out, sel, np.s_[pos : pos + stop - start])
+    else:
+        out[pos : pos + stop - start] = ds.fields(fields)[sel]
 
 
 def _open(path: Path, key: str) -> h5py.File:
