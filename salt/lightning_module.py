@@ -116,7 +116,12 @@ class SaltModule(L.LightningModule):
             keep = target >= 0
             correct = (outputs[task.name].argmax(-1) == target) & keep
             accuracy = correct.sum() / keep.sum().clamp(min=1)
-            self.log(f"{stage}/{task.name}_accuracy", accuracy, batch_size=target.shape[0])
+            self.log(
+                f"{stage}/{task.name}_accuracy",
+                accuracy,
+                batch_size=target.shape[0],
+                sync_dist=True,
+            )
 
     def configure_optimizers(self) -> Any:
         groups = parameter_groups(self.model, self.lrs_config["weight_decay"])

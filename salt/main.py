@@ -19,6 +19,10 @@ def main(argv: list[str] | None = None) -> int:
         from salt.data.demo import demo_data_main
 
         return demo_data_main(args[1:])
+    if args and args[0] == "calculate_quantiles":
+        from salt.models.zoo.quantiles import calculate_quantiles_main
+
+        return calculate_quantiles_main(args[1:])
     if args and args[0] == "inspect":
         from salt.data.inspect_file import inspect_main
 

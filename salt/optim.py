@@ -44,11 +44,15 @@ def one_cycle(
     optimizer: torch.optim.Optimizer, lrs: LRSConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.OneCycleLR:
     cfg = {**DEFAULT_LRS, **lrs}
+    total = max(int(total_steps), 4)
+    # keep both phases at least ~1.5 steps long: OneCycleLR divides by their lengths, which
+    # are zero for some (short) runs, e.g. pct_start 0.1 of 10 steps
+    pct = min(max(float(cfg["pct_start"]), 2.5 / total), 1.0 - 1.5 / total)
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=cfg["max"],
-        total_steps=max(total_steps, 2),
-        pct_start=cfg["pct_start"],
+        total_steps=total,
+        pct_start=pct,
         div_factor=cfg["max"] / cfg["initial"],
         final_div_factor=cfg["initial"] / cfg["end"],
         anneal_strategy="cos",

@@ -195,3 +195,19 @@ def test_best_checkpoint_picks_lowest_validation_loss(tmp_path: Path):
     assert best_checkpoint(tmp_path).name == "epoch=001-val_loss=0.51000.ckpt"
     with pytest.raises(FileNotFoundError, match="--ckpt_path"):
         best_checkpoint(tmp_path / "none")
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 10, 20, 1000])
+def test_one_cycle_schedule_runs_for_any_number_of_steps(steps: int):
+    from salt.optim import one_cycle
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    schedule = one_cycle(optimizer, {"pct_start": 0.1, "max": 1e-3}, steps)
+    rates = []
+    for _ in range(steps):
+        optimizer.step()
+        schedule.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert all(r > 0 for r in rates)
+    if steps >= 10:
+        assert max(rates) == pytest.approx(1e-3, rel=0.3)

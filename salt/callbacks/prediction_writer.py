@@ -79,7 +79,8 @@ class PredictionWriter(L.Callback):
             None,
         )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self._tmp, "w")
+        self._rank, self._world = trainer.global_rank, trainer.world_size
+        self._file = h5py.File(self._part(self._rank), "w")
         self._out = {}
 
     def _rows(self, outputs: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
@@ -151,15 +152,54 @@ class PredictionWriter(L.Callback):
             dataset.resize((start + len(rows), *first.shape[1:]))
             dataset[start:] = rows
 
+    def _part(self, rank: int) -> Path:
+        """Each rank writes its own part; rank 0 joins them in rank (= file) order."""
+        return self._tmp if self._world == 1 else self._tmp.with_suffix(f".rank{rank}.tmp")
+
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert self._file is not None
         self._file.close()
         self._file = None
-        os.replace(self._tmp, self.path)
-        log.info("predictions written to %s", self.path)
+        if self._world > 1:
+            trainer.strategy.barrier("salt-predictions")
+            if trainer.is_global_zero:
+                join_parts([self._part(r) for r in range(self._world)], self._tmp)
+        if trainer.is_global_zero:
+            os.replace(self._tmp, self.path)
+            log.info("predictions written to %s", self.path)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, err: BaseException):
         if self._file is not None:
             self._file.close()
             self._file = None
+        for rank in range(getattr(self, "_world", 1)):
+            self._part(rank).unlink(missing_ok=True)
         self._tmp.unlink(missing_ok=True)
+
+
+def join_parts(parts: list[Path], target: Path, block: int = 100_000) -> None:
+    """Concatenate the per-rank files (same datasets and dtypes) into ``target``, then remove
+    them; copied in blocks so memory stays bounded."""
+    with h5py.File(parts[0], "r") as first, h5py.File(target, "w") as out:
+        for name, ds in first.items():
+            total = 0
+            for part in parts:
+                with h5py.File(part, "r") as h5:
+                    total += h5[name].shape[0]
+            chunks = None
+            if ds.chunks is not None and total > 0:
+                chunks = (min(ds.chunks[0], total), *ds.chunks[1:])
+            joined = out.create_dataset(
+                name, shape=(total, *ds.shape[1:]), dtype=ds.dtype, chunks=chunks
+            )
+            joined.attrs.update(dict(ds.attrs))
+            pos = 0
+            for part in parts:
+                with h5py.File(part, "r") as h5:
+                    src = h5[name]
+                    for start in range(0, src.shape[0], block):
+                        rows = src[start : start + block]
+                        joined[pos : pos + len(rows)] = rows
+                        pos += len(rows)
+    for part in parts:
+        part.unlink()
