@@ -28,6 +28,7 @@ from salt.run_dir import (
     update_metadata,
     write_metadata,
 )
+from salt.tasks.classification import ClassificationTask
 from salt.wiring import derive_config
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class SaltCLI(LightningCLI):
             c
             for c in (cfg.trainer.callbacks or [])
             if not str(getattr(c, "class_path", "")).endswith(
-                ("ModelCheckpoint", "PreemptionCheckpoint")
+                ("ModelCheckpoint", "PreemptionCheckpoint", "NaNLossGuard")
             )
         ]
         callbacks.append(
@@ -179,6 +180,12 @@ class SaltCLI(LightningCLI):
                     save_last=True,
                     every_n_train_steps=cfg.last_ckpt_every_n_steps,
                 ),
+            )
+        )
+        callbacks.append(
+            Namespace(
+                class_path="salt.callbacks.nan_guard.NaNLossGuard",
+                init_args=Namespace(check_every_n_steps=20),
             )
         )
         callbacks.append(
@@ -219,6 +226,7 @@ class SaltCLI(LightningCLI):
         cfg = self.config["fit"]
         if cfg.compile:
             self.model.model.compile()
+        self._validate_inputs(cfg)
         if not self.trainer.is_global_zero:
             return
         run_dir = self.run_dir
@@ -240,7 +248,6 @@ class SaltCLI(LightningCLI):
         saved.trainer.plugins = None
         text = self._parser("fit").dump(saved, skip_none=False, skip_link_targets=True)
         atomic_write_text(run_dir / "config.yaml", text)
-        self.datamodule.setup("fit")
         rows = {s: d.num_rows for s, d in self.datamodule.datasets.items()}
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         write_metadata(
@@ -257,6 +264,17 @@ class SaltCLI(LightningCLI):
                 "trainable_parameters": int(trainable),
             },
         )
+
+    def _validate_inputs(self, cfg: Namespace) -> None:
+        """Check files, fields and label ranges before anything is written or trained, so a
+        mistake (even in the test file) costs seconds, not a night."""
+        self.datamodule.setup("fit")
+        if cfg.data.test_file is not None:
+            self.datamodule.build_dataset("test")
+        for task in self.model.model.tasks:
+            if isinstance(task, ClassificationTask):
+                values = self.datamodule.label_values(task.input_name, task.label)
+                task.check_label_values(values, f"data.train_file ({task.input_name})")
 
     def after_fit(self) -> None:
         if self.trainer.is_global_zero:

@@ -81,6 +81,8 @@ class SaltModule(L.LightningModule):
     def _shared_step(self, batch: Batch, stage: str) -> tuple[dict[str, Tensor], Tensor]:
         inputs, pad_masks, labels = batch
         outputs, losses = self(inputs, pad_masks, labels)
+        if stage == "train":  # read (without a host sync) by the NaN-loss guard
+            self.last_task_losses = {name: loss.detach() for name, loss in losses.items()}
         weights = {task.name: task.weight for task in self.model.tasks}
         total = sum(weights[name] * loss for name, loss in losses.items())
         batch_size = next(iter(inputs.values())).shape[0]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import h5py
 import lightning as L
+import numpy as np
 from torch.utils.data import DataLoader
 
 from salt.data.batch import SPECIAL_GROUPS, BatchBuilder, InputSpec
@@ -146,6 +148,21 @@ class SaltDataModule(L.LightningDataModule):
         """Class names stored as an attribute named after the label on the input's dataset."""
         path = self.first_file("train" if self.files["train"] else "test")
         return read_class_names(path, self.dataset_name(input_name), label)
+
+    def label_values(self, input_name: str, label: str, max_rows: int = 200_000) -> np.ndarray:
+        """The distinct values of a label in the first ``max_rows`` training rows."""
+        files = resolve_files(self.files["train"], "train_file")  # type: ignore[arg-type]
+        dataset = self.dataset_name(input_name)
+        seen: list[np.ndarray] = []
+        remaining = max_rows if self.num_rows["train"] < 0 else self.num_rows["train"]
+        for path in files:
+            if remaining <= 0:
+                break
+            with h5py.File(path, "r") as h5:
+                column = h5[dataset].fields([label])[:remaining][label]
+            remaining -= len(column)
+            seen.append(np.unique(column))
+        return np.unique(np.concatenate(seen)) if seen else np.array([], dtype=np.int64)
 
     # -- building datasets ------------------------------------------------------------------
     def _specs(self) -> list[InputSpec]:

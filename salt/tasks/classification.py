@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -85,6 +86,25 @@ class ClassificationTask(TaskBase):
         if not hasattr(self.loss, "weight"):
             raise ValueError(f"task '{self.name}': the loss does not accept class weights")
         self.loss.weight = torch.as_tensor(weights, dtype=torch.float32)
+
+    def check_label_values(self, values: np.ndarray, where: str) -> None:
+        """Fail before training when stored labels cannot be class indices of this task."""
+        values = np.asarray(values).astype(np.int64)
+        if self.label_map:
+            mapped = [v for v in values.tolist() if v in self.label_map]
+            if not mapped:
+                raise ValueError(
+                    f"{where}: '{self.label}' has values {values.tolist()[:10]}, none of which "
+                    f"is in the label_map of task '{self.name}'"
+                )
+            return
+        bad = values[(values < -1) | (values >= len(self.class_names))]
+        if bad.size:
+            raise ValueError(
+                f"{where}: '{self.label}' has values {bad.tolist()[:10]} outside "
+                f"0..{len(self.class_names) - 1} (task '{self.name}' has "
+                f"{len(self.class_names)} classes); use a label_map with class_names"
+            )
 
     def targets(self, labels: dict[str, dict[str, Tensor]]) -> Tensor:
         """Class indices for the loss; -1 marks rows/constituents that take no part."""
