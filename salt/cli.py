@@ -102,13 +102,17 @@ class SaltCLI(LightningCLI):
         except ArgumentError as err:
             raise ArgumentError(None, self._with_suggestion(str(err), argv)) from None
         subcommand = self.config.get("subcommand")
-        if subcommand is None:
+        derive_config(self._active_config(), need_files=not printing)
+        if subcommand is None:  # run=False: no subcommand, the config is the whole namespace
             return
-        derive_config(self.config[subcommand], need_files=not printing)
         if printing:
             sub_parser = self._parser(subcommand)
             print(sub_parser.dump(self.config[subcommand], skip_none=False), end="")
             sys.exit(0)
+
+    def _active_config(self) -> Namespace:
+        subcommand = self.config.get("subcommand")
+        return self.config[subcommand] if subcommand else self.config
 
     def _with_suggestion(self, message: str, argv: list[str]) -> str:
         subcommand = next((a for a in argv if a in SUBCOMMANDS), None)
@@ -123,9 +127,9 @@ class SaltCLI(LightningCLI):
 
     # -- before building --------------------------------------------------------------------
     def before_instantiate_classes(self) -> None:
-        subcommand = self.config["subcommand"]
-        cfg = self.config[subcommand]
-        if subcommand == "fit":
+        subcommand = self.config.get("subcommand")
+        cfg = self._active_config()
+        if subcommand in ("fit", None):
             self._prepare_run_dir(cfg)
         else:
             cfg.trainer.logger = False
@@ -136,7 +140,8 @@ class SaltCLI(LightningCLI):
         # processes started by the DDP launcher reuse the run directory chosen by rank 0
         is_child = int(os.environ.get("LOCAL_RANK", "0")) > 0
         inherited = os.environ.get(RUN_DIR_ENV) if is_child else None
-        self.resuming = bool(cfg.ckpt_path) and (root / "metadata.yaml").is_file()
+        ckpt_path = cfg.get("ckpt_path")
+        self.resuming = bool(ckpt_path) and (root / "metadata.yaml").is_file()
         if inherited:
             run_dir = Path(inherited)
         elif self.resuming:  # salt fit --config <run>/config.yaml --ckpt_path last
@@ -198,8 +203,7 @@ class SaltCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
-        subcommand = self.config["subcommand"]
-        cfg = self.config[subcommand]
+        cfg = self._active_config()
         self.datamodule.request_labels(self.model.model.label_fields())
         self._apply_class_dict(cfg)
 
