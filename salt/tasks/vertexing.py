@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from salt.models.configs import DenseConfig
+from salt.models.dense import make_activation
 from salt.tasks.base import TaskBase, elementwise, masked_mean, require_sizes, valid_mask
 
 # Under tracing (ONNX export) the number of constituents is not known when the graph is built;
@@ -72,11 +73,16 @@ def vertex_indices(
 class VertexingTask(TaskBase):
     """Pairwise vertex finding on one constituent type (usually tracks).
 
-    For each pair (i, j) of constituents the head sees ``[x_i + x_j, |x_i - x_j|]`` plus the
-    jet context: both features are symmetric in i and j, so the logit of (i, j) equals that of
-    (j, i) exactly and the head is equivariant under reordering the constituents. The full
-    (B, L, L) matrix is evaluated (twice the pairs strictly needed) because it is built by
-    broadcasting alone, which keeps the head traceable to ONNX with a dynamic L.
+    The first layer is factorised so that it costs per constituent, not per pair: each
+    constituent is projected once to ``(s_i, d_i)`` and the jet context to ``(s_c, d_c)`` (width
+    h each, h = the first of ``hidden_layers``), and pair (i, j) starts from
+    ``act([s_i + s_j + s_c, |d_i - d_j| + d_c])``, followed by the remaining hidden layers and
+    one output. Both halves are symmetric in i and j, so the logit of (i, j) equals that of
+    (j, i) exactly and the head is equivariant under reordering the constituents. This keeps
+    the (B, L, L, 2h) pair tensor small: scoring all pairs of a batch costs about as much as a
+    second encoder layer rather than dominating the training step. The full (B, L, L) matrix is
+    evaluated (twice the pairs strictly needed) because it is built by broadcasting alone,
+    which keeps the head traceable to ONNX with a dynamic L.
 
     The target of a pair is 1 when both constituents carry the same vertex index >= 0 and 0
     otherwise; pairs with a padded constituent or a label < 0 (unknown) take no part, and the
@@ -118,7 +124,12 @@ class VertexingTask(TaskBase):
                 "network has one output (the pair logit); remove it"
             )
         self.constituent_size = int(config["input_size"])
-        config["input_size"] = 2 * self.constituent_size
+        hidden = list(config.get("hidden_layers") or [])
+        width = hidden[0] if hidden else self.constituent_size
+        context_size = int(config.get("context_size") or 0)
+        config["input_size"] = 2 * width
+        config["hidden_layers"] = hidden[1:]
+        config["context_size"] = 0
         config["output_size"] = 1
         super().__init__(
             name,
@@ -129,6 +140,9 @@ class VertexingTask(TaskBase):
             weight,
         )
         self.threshold = threshold
+        self.track_proj = nn.Linear(self.constituent_size, 2 * width)
+        self.context_proj = nn.Linear(context_size, 2 * width) if context_size else None
+        self.pair_activation = make_activation(config.get("activation", "ReLU"))
 
     def pair_targets(
         self, labels: dict[str, dict[str, Tensor]], pad_mask: Tensor | None = None
@@ -164,9 +178,14 @@ class VertexingTask(TaskBase):
             raise ValueError(
                 f"task '{self.name}': expected constituents (B, L, D), got {tuple(x.shape)}"
             )
-        x_i, x_j = x.unsqueeze(2), x.unsqueeze(1)
-        pairs = torch.cat([x_i + x_j, (x_i - x_j).abs()], dim=-1)
-        logits = self.head(pairs, context).squeeze(-1)
+        s, d = self.track_proj(x).chunk(2, dim=-1)
+        pair_sum = s.unsqueeze(2) + s.unsqueeze(1)
+        pair_diff = (d.unsqueeze(2) - d.unsqueeze(1)).abs()
+        if self.context_proj is not None and context is not None:
+            s_c, d_c = self.context_proj(context)[:, None, None, :].chunk(2, dim=-1)
+            pair_sum, pair_diff = pair_sum + s_c, pair_diff + d_c
+        pairs = self.pair_activation(torch.cat([pair_sum, pair_diff], dim=-1))
+        logits = self.head(pairs).squeeze(-1)
         logits = logits.masked_fill(~off_diagonal(x.shape[1], x.device), 0.0)
         if labels is None:
             return logits, None
