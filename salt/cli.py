@@ -28,6 +28,7 @@ from salt.run_dir import (
     update_metadata,
     write_metadata,
 )
+from salt.s3.cli import S3Session, prepare_s3
 from salt.tasks.classification import ClassificationTask
 from salt.wiring import derive_config
 
@@ -62,6 +63,8 @@ class EvaluationOptions:
 
 class SaltCLI(LightningCLI):
     """LightningCLI with derived sizes, a protected run directory and salt's test outputs."""
+
+    s3: S3Session | None = None  # set by parse_arguments when the config involves S3
 
     def __init__(self, args: list[str] | None = None, run: bool = True):
         base = {"default_config_files": [str(BASE_CONFIG)], "exit_on_error": False}
@@ -102,6 +105,8 @@ class SaltCLI(LightningCLI):
         except ArgumentError as err:
             raise ArgumentError(None, self._with_suggestion(str(err), argv)) from None
         subcommand = self.config.get("subcommand")
+        # S3 first (data downloads, s3:// run directory staged locally): derive reads the files
+        self.s3 = prepare_s3(self._active_config(), subcommand or "fit", download=not printing)
         derive_config(self._active_config(), need_files=not printing)
         if subcommand is None:  # run=False: no subcommand, the config is the whole namespace
             return
@@ -149,6 +154,8 @@ class SaltCLI(LightningCLI):
         else:
             run_dir = root / run_dir_name(cfg.name, cfg.log_suffix)
             check_free(run_dir, cfg.force or cfg.overwrite)
+            if self.s3 is not None:
+                self.s3.check_free(run_dir, cfg.force or cfg.overwrite)
         os.environ[RUN_DIR_ENV] = str(run_dir)
         self.run_dir = run_dir
         cfg.trainer.default_root_dir = str(run_dir)
@@ -231,6 +238,8 @@ class SaltCLI(LightningCLI):
         if cfg.compile:
             self.model.model.compile()
         self._validate_inputs(cfg)
+        if self.s3 is not None and (mirror := self.s3.callback(self.run_dir)) is not None:
+            self.trainer.callbacks.append(mirror)  # uploads new checkpoints after every epoch
         if not self.trainer.is_global_zero:
             return
         run_dir = self.run_dir
@@ -250,6 +259,8 @@ class SaltCLI(LightningCLI):
         saved.force = saved.overwrite = False
         saved.ckpt_path = None
         saved.trainer.plugins = None
+        if self.s3 is not None:  # s3:// URLs instead of local copies, keys as placeholders
+            self.s3.restore_saved(saved)
         text = self._parser("fit").dump(saved, skip_none=False, skip_link_targets=True)
         atomic_write_text(run_dir / "config.yaml", text)
         rows = {s: d.num_rows for s, d in self.datamodule.datasets.items()}
@@ -284,6 +295,8 @@ class SaltCLI(LightningCLI):
         if self.trainer.is_global_zero:
             status = "interrupted" if self.trainer.interrupted else "finished"
             update_metadata(self.run_dir / "metadata.yaml", status=status)
+            if self.s3 is not None:
+                self.s3.mirror(self.run_dir)
 
     # -- test -------------------------------------------------------------------------------
     def before_test(self) -> None:
@@ -333,6 +346,11 @@ class SaltCLI(LightningCLI):
         self.sample = sample
 
     def after_test(self) -> None:
+        self._evaluate()
+        if self.s3 is not None and self.trainer.is_global_zero:
+            self.s3.mirror(Path(self.config["test"].trainer.default_root_dir or "."))
+
+    def _evaluate(self) -> None:
         cfg = self.config["test"]
         if not self.trainer.is_global_zero or not cfg.evaluation.run_evaluation:
             return

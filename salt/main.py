@@ -23,18 +23,24 @@ def main(argv: list[str] | None = None) -> int:
         from salt.models.zoo.quantiles import calculate_quantiles_main
 
         return calculate_quantiles_main(args[1:])
+    if args and args[0] in ("download_S3", "download-s3"):
+        from salt.s3.cli import download_s3_main
+
+        return download_s3_main(args[1:])
     if args and args[0] == "inspect":
         from salt.data.inspect_file import inspect_main
 
         return inspect_main(args[1:])
     from salt.cli import SaltCLI
     from salt.errors import run_cli
+    from salt.s3.cli import localize_config_args
 
     # salt strips its own flags before handing the rest to LightningCLI, which would otherwise
     # warn that the arguments differ from sys.argv
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     cli_args = [a for a in args if a != "--debug"]
-    return run_cli(lambda: SaltCLI(args=cli_args), args)
+    # --config s3://bucket/run/config.yaml is fetched first (inside run_cli: errors are one line)
+    return run_cli(lambda: SaltCLI(args=localize_config_args(cli_args)), args)
 
 
 if __name__ == "__main__":

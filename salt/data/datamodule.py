@@ -15,6 +15,7 @@ from salt.data.dataset import ChunkedH5Dataset, make_loader
 from salt.data.h5_source import DatasetRead, H5Source
 from salt.data.parameters import ParameterSampler, ParameterSpec
 from salt.data.paths import resolve_files
+from salt.s3.config import S3Config
 from salt.utils.h5 import read_class_names
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ class SaltDataModule(L.LightningDataModule):
             prob: [probabilities]}}`` per variable of ``variables.PARAMETERS``: background jets
             get a value drawn from ``train`` (with ``prob``) in training and validation, all
             jets get ``test`` in ``salt test``.
+        config_S3: data and run directory on S3 (``use_S3``, ``download_S3``, ``pubKey``,
+            ``secKey``, ``url``, ``bucket``, ``download_path``, ``download_files``; see
+            :class:`salt.s3.config.S3Config`). The CLI acts on it before this module is built
+            (downloads, local paths, keys hidden); the module itself only reads local files.
     """
 
     def __init__(
@@ -85,8 +90,10 @@ class SaltDataModule(L.LightningDataModule):
         block_size: int = 5_000,
         seed: int = 42,
         PARAMETERS: dict[str, ParameterSpec] | None = None,
+        config_S3: S3Config | None = None,
     ):
         super().__init__()
+        del config_S3  # used by salt.s3.cli.prepare_s3 on the parsed config, not here
         self.files = {"train": train_file, "val": val_file, "test": test_file}
         self.norm_dict = norm_dict
         self.class_dict = class_dict
