@@ -211,7 +211,7 @@ class SaltCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         cfg = self._active_config()
-        self.datamodule.request_labels(self.model.model.label_fields())
+        self.datamodule.request_labels(self.model.label_fields())
         self._apply_class_dict(cfg)
 
     def _apply_class_dict(self, cfg: Namespace) -> None:

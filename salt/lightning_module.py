@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor
+from torch import Tensor, nn
 
 from salt.data.batch import SPECIAL_GROUPS, Batch
 from salt.data.normalisation import Normaliser, load_norm_dict
+from salt.losses.disco import Regulariser
 from salt.models.saltmodel import SaltModel
-from salt.optim import DEFAULT_LRS, LRSConfig, one_cycle, parameter_groups
+from salt.optim import DEFAULT_LRS, LRSConfig, SchedulerConfig, configure_optimization
 from salt.tasks.classification import ClassificationTask
 
 
@@ -24,8 +24,13 @@ class SaltModule(L.LightningModule):
         lrs_config: the default one-cycle schedule (used unless ``optimizer``/``lr_scheduler``
             are given).
         optimizer: any optimizer by class_path (default AdamW with ``lrs_config`` values).
-        lr_scheduler: any scheduler by class_path, stepped every optimizer step (default
-            one-cycle from ``lrs_config``).
+        lr_scheduler: any scheduler by class_path (default one-cycle from ``lrs_config``),
+            e.g. ``salt.schedulers.CosineWarmup`` or ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
+        lr_scheduler_config: how the scheduler is stepped: ``interval`` (``step``, or ``epoch``;
+            default ``step``, ``epoch`` for ReduceLROnPlateau), ``frequency``, ``monitor``
+            (default ``val/loss``).
+        regularisers: penalties added to the total loss, e.g. ``salt.losses.DisCo``; each is
+            logged as ``<stage>/<its name>``.
         name: the tagger name, used for output names such as ``<name>_pb``.
         norm_dict, variables, input_map, global_object: linked from ``data`` by salt, so that
             normalisation is part of the model (and of its checkpoint and ONNX export).
@@ -37,6 +42,8 @@ class SaltModule(L.LightningModule):
         lrs_config: LRSConfig | None = None,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_config: SchedulerConfig | None = None,
+        regularisers: list[Regulariser] | None = None,
         name: str = "salt",
         norm_dict: str | None = None,
         variables: dict[str, list[str]] | None = None,
@@ -48,6 +55,10 @@ class SaltModule(L.LightningModule):
         self.lrs_config: LRSConfig = {**DEFAULT_LRS, **(lrs_config or {})}
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
+        self.lr_scheduler_config = lr_scheduler_config
+        self.regularisers = nn.ModuleList(regularisers or [])
+        for regulariser in self.regularisers:
+            regulariser.bind(model)
         self.name = name
         self.normaliser: Normaliser | None = None
         if norm_dict is not None and variables is not None:
@@ -66,6 +77,15 @@ class SaltModule(L.LightningModule):
                 {n: dataset(n) for n in canonical},
                 source=f"data.norm_dict '{norm_dict}'",
             )
+
+    def label_fields(self) -> dict[str, list[str]]:
+        """The fields the tasks and regularisers need from the data layer, per input type."""
+        fields = self.model.label_fields()
+        for regulariser in self.regularisers:
+            for name, names in regulariser.label_fields().items():
+                current = fields.setdefault(name, [])
+                current.extend(n for n in names if n not in current)
+        return fields
 
     def forward(
         self,
@@ -87,6 +107,12 @@ class SaltModule(L.LightningModule):
         total = sum(weights[name] * loss for name, loss in losses.items())
         batch_size = next(iter(inputs.values())).shape[0]
         sync = stage != "train"
+        for regulariser in self.regularisers:
+            value = regulariser(outputs, labels)
+            total = total + regulariser.strength * value
+            if stage == "train":
+                self.last_task_losses[regulariser.name] = value.detach()
+            self.log(f"{stage}/{regulariser.name}", value, batch_size=batch_size, sync_dist=sync)
         for name, loss in losses.items():
             self.log(f"{stage}/{name}_loss", loss, batch_size=batch_size, sync_dist=sync)
         self.log(f"{stage}/loss", total, prog_bar=True, batch_size=batch_size, sync_dist=sync)
@@ -126,20 +152,11 @@ class SaltModule(L.LightningModule):
             )
 
     def configure_optimizers(self) -> Any:
-        groups = parameter_groups(self.model, self.lrs_config["weight_decay"])
-        if self.optimizer_factory is not None:
-            optimizer = self.optimizer_factory(groups)
-        else:
-            optimizer = torch.optim.AdamW(groups, lr=self.lrs_config["max"])
-        if self.scheduler_factory is not None:
-            scheduler = self.scheduler_factory(optimizer)
-        elif self.optimizer_factory is None:
-            scheduler = one_cycle(
-                optimizer, self.lrs_config, int(self.trainer.estimated_stepping_batches)
-            )
-        else:
-            return optimizer
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return configure_optimization(
+            self.model,
+            self.lrs_config,
+            self.optimizer_factory,
+            self.scheduler_factory,
+            self.lr_scheduler_config,
+            self.trainer,
+        )

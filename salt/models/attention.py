@@ -42,6 +42,18 @@ class AttentionBase(nn.Module, abc.ABC):
         parameters from it, or check that the sizes they were built with agree.
         """
 
+    def enable_muP(self) -> None:
+        """Switch to the muP scaling of the scores (Tensor Programs V): 1/head_dim, not its root.
+
+        Called by a :class:`MultiheadAttention` built with ``muP=True``. Under muP, queries and
+        keys become correlated during training, so their dot product grows like ``head_dim``
+        rather than its square root; only a dot-product strategy knows how to rescale it.
+        """
+        raise ValueError(
+            f"attention: {type(self).__name__} does not support muP; use "
+            "salt.models.ScaledDotProductAttention (scores scaled by 1/head_dim)"
+        )
+
     @abc.abstractmethod
     def forward(
         self,
@@ -74,7 +86,19 @@ def attention_mask(
 
 
 class ScaledDotProductAttention(AttentionBase):
-    """softmax(q k^T / sqrt(D)) v via torch's fused kernel, which is fast and exports to ONNX."""
+    """softmax(q k^T / sqrt(D)) v via torch's fused kernel, which is fast and exports to ONNX.
+
+    With ``muP`` the scores are scaled by 1/D instead (the muP attention of Tensor Programs V),
+    so that attention logits stay of the same size when the width (and D) grows.
+    """
+
+    def __init__(self, dropout: float = 0.0) -> None:
+        """Store the attention-weight dropout probability, used only in training mode."""
+        super().__init__(dropout)
+        self.muP = False  # set by a MultiheadAttention built with muP=True
+
+    def enable_muP(self) -> None:
+        self.muP = True
 
     def forward(
         self,
@@ -87,7 +111,11 @@ class ScaledDotProductAttention(AttentionBase):
         """Attend over the valid keys; queries whose keys are all padded give zeros."""
         dropout_p = self.dropout if self.training else 0.0
         mask = attention_mask(kv_mask, attn_bias, q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        # muP: 1/D rather than the kernel's default 1/sqrt(D)
+        extra = {"scale": 1.0 / q.shape[-1]} if self.muP else {}
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout_p, **extra
+        )
         if kv_mask is None:
             return out
         return out.masked_fill(kv_mask.all(dim=-1)[:, None, None, None], 0.0)
@@ -110,6 +138,7 @@ class MultiheadAttention(nn.Module):
         out_proj: bool = True,
         dropout: float = 0.0,
         kv_size: int | None = None,
+        muP: bool = False,
     ) -> None:
         """Build the projections.
 
@@ -122,6 +151,9 @@ class MultiheadAttention(nn.Module):
                 without it the output width is ``num_heads * head_dim``.
             dropout: Dropout on the output (attention-weight dropout belongs to the strategy).
             kv_size: Width of the key/value inputs for cross-attention; defaults to ``embed_dim``.
+            muP: Use the maximal update parametrisation (Tensor Programs V): scores scaled by
+                1/head_dim, and :meth:`reset_mup_parameters` initialises the projections once
+                ``mup.set_base_shapes`` has been called on the model.
         """
         super().__init__()
         if embed_dim <= 0:
@@ -157,9 +189,20 @@ class MultiheadAttention(nn.Module):
         self.attention = ScaledDotProductAttention() if attention is None else attention
         # Strategies with per-head parameters size them here, or reject a mismatched layout.
         self.attention.configure_heads(num_heads, head_dim)
+        self.muP = muP
+        if muP:
+            self.attention.enable_muP()
         self.out_proj: nn.Module = nn.Linear(inner_dim, embed_dim) if out_proj else nn.Identity()
         self.drop = nn.Dropout(dropout)
         self.output_size: int = embed_dim if out_proj else inner_dim
+
+    def reset_mup_parameters(self) -> None:
+        """muP initialisation of the projections (needs ``mup.set_base_shapes`` first)."""
+        from salt.models.dense import mup_init_linear
+
+        for layer in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
+            if isinstance(layer, nn.Linear):
+                mup_init_linear(layer)
 
     def _split_heads(self, x: Tensor) -> Tensor:
         # (B, L, H * D) -> (B, H, L, D)
@@ -194,7 +237,10 @@ class MultiheadAttention(nn.Module):
             out = self.attention(q, k, v, kv_pad_mask)
         else:
             out = self.attention(q, k, v, kv_pad_mask, attn_bias)
-        out = self.drop(self.out_proj(out.transpose(1, 2).flatten(2)))
+        # an explicit last size keeps the reshape valid in exported graphs for empty sequences
+        batch, length = out.shape[0], out.shape[2]
+        merged = out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)
+        out = self.drop(self.out_proj(merged))
 
         zero_rows: Tensor | None = pad_mask
         if kv_pad_mask is not None:
