@@ -142,8 +142,11 @@ class SaltCLI(LightningCLI):
 
     def _prepare_run_dir(self, cfg: Namespace) -> None:
         root = Path(cfg.trainer.default_root_dir or "logs")
-        # processes started by the DDP launcher reuse the run directory chosen by rank 0
-        is_child = int(os.environ.get("LOCAL_RANK", "0")) > 0
+        # processes started by the DDP launcher reuse the run directory chosen by rank 0; with
+        # srun/torchrun every process starts salt itself and only global rank 0 checks the name
+        rank_env = ("RANK", "SLURM_PROCID", "LOCAL_RANK")
+        global_rank = next((int(os.environ[k]) for k in rank_env if k in os.environ), 0)
+        is_child = global_rank > 0
         inherited = os.environ.get(RUN_DIR_ENV) if is_child else None
         ckpt_path = cfg.get("ckpt_path")
         self.resuming = bool(ckpt_path) and (root / "metadata.yaml").is_file()
@@ -153,9 +156,10 @@ class SaltCLI(LightningCLI):
             run_dir = root
         else:
             run_dir = root / run_dir_name(cfg.name, cfg.log_suffix)
-            check_free(run_dir, cfg.force or cfg.overwrite)
-            if self.s3 is not None:
-                self.s3.check_free(run_dir, cfg.force or cfg.overwrite)
+            if not is_child:
+                check_free(run_dir, cfg.force or cfg.overwrite)
+                if self.s3 is not None:
+                    self.s3.check_free(run_dir, cfg.force or cfg.overwrite)
         os.environ[RUN_DIR_ENV] = str(run_dir)
         self.run_dir = run_dir
         cfg.trainer.default_root_dir = str(run_dir)
