@@ -14,7 +14,6 @@ import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from salt.callbacks.checkpoint_io import AtomicCheckpointIO
 from salt.data.datamodule import SaltDataModule
 from salt.data.paths import resolve_files
 from salt.errors import one_line, suggest, unknown_keys
@@ -67,13 +66,21 @@ class SaltCLI(LightningCLI):
     s3: S3Session | None = None  # set by parse_arguments when the config involves S3
 
     def __init__(self, args: list[str] | None = None, run: bool = True):
-        base = {"default_config_files": [str(BASE_CONFIG)], "exit_on_error": False}
+        base = {
+            "default_config_files": [str(BASE_CONFIG)],
+            "exit_on_error": False,
+            "allow_abbrev": False,  # --trainer.max_epoch must not silently mean max_epochs
+        }
         super().__init__(
             model_class=SaltModule,
             datamodule_class=SaltDataModule,
             save_config_callback=None,
             auto_configure_optimizers=False,
-            parser_kwargs={"exit_on_error": False, **{sub: dict(base) for sub in SUBCOMMANDS}},
+            parser_kwargs={
+                "exit_on_error": False,
+                "allow_abbrev": False,
+                **{sub: dict(base) for sub in SUBCOMMANDS},
+            },
             args=args,
             run=run,
         )
@@ -138,7 +145,12 @@ class SaltCLI(LightningCLI):
             self._prepare_run_dir(cfg)
         else:
             cfg.trainer.logger = False
-        cfg.trainer.plugins = [AtomicCheckpointIO()]
+        cfg.trainer.plugins = [
+            Namespace(
+                class_path="salt.callbacks.checkpoint_io.AtomicCheckpointIO",
+                init_args=Namespace(),
+            )
+        ]
 
     def _prepare_run_dir(self, cfg: Namespace) -> None:
         root = Path(cfg.trainer.default_root_dir or "logs")
@@ -225,7 +237,12 @@ class SaltCLI(LightningCLI):
         path = cfg.data.class_dict
         if path is None:
             raise ValueError("a task has use_class_dict: true but data.class_dict is not set")
-        content = yaml.safe_load(Path(path).read_text())
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"data.class_dict: file '{path}' does not exist")
+        try:
+            content = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError:
+            raise ValueError(f"data.class_dict: '{path}' is not valid YAML") from None
         for task in tasks:
             dataset = self.datamodule.dataset_name(task.input_name)
             try:
@@ -309,6 +326,8 @@ class SaltCLI(LightningCLI):
         cfg = self.config["test"]
         run_dir = Path(cfg.trainer.default_root_dir or ".")
         ckpt = Path(cfg.ckpt_path) if cfg.ckpt_path else best_checkpoint(run_dir / "ckpts")
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"ckpt_path: file '{ckpt}' does not exist")
         self.config_init["test"]["ckpt_path"] = str(ckpt)
         sample = cfg.test_suffix or resolve_files(cfg.data.test_file, "test_file")[0].stem
         out = ckpt.parent / f"{ckpt.stem}__test_{sample}.h5"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
 import os
 import re
 import sys
 from argparse import ArgumentError
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import yaml
 
@@ -27,6 +30,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     PermissionError,
 )
 
+# what run_cli reports in one line: user errors, and OSError from h5py and the file system
+_REPORTED: tuple[type[BaseException], ...] = (*USER_ERRORS, OSError)
+
 _SPECIFIC = (
     "has no attribute",
     "No module named",
@@ -39,25 +45,140 @@ _SPECIFIC = (
     "Unable to",
 )
 
+# lines of jsonargparse's nested messages that describe the parser, not the mistake
+_PARSER_NOISE = (
+    "Subtypes:",
+    "Given value type:",
+    "Errors:",
+    "Does not validate against any of the Union subtypes",
+    "Expected a <class 'NoneType'>",
+)
+_PARSER_KEY = re.compile(r'Parser key "([^"]+)":?\s*(.*)$')
+_CLASS_PATH = re.compile(r"Problem with given class_path '([^']+)':?\s*(.*)$")
+_GIVEN = re.compile(r"Given value:\s*(.*)$")
+_GIVEN_CLASS = re.compile(r"class_path='([^']+)'")
+_OPTION = re.compile(r"Option '([\w.]+)' is not accepted")
+# the last line of a traceback: "ValueError: message" at column 0
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*: ")
+
 
 def debug_requested(argv: Iterable[str]) -> bool:
     return "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0", "false")
 
 
+def _collapse(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _worker_message(text: str) -> str:
+    """The original message of an error re-raised from a DataLoader worker.
+
+    torch re-raises it in the main process as ``Caught ValueError in DataLoader worker process
+    0.`` followed by the worker's whole traceback; the user's message is its last part.
+    """
+    if not text.startswith("Caught ") or "Original Traceback" not in text:
+        return text
+    lines = text.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if _EXCEPTION_LINE.match(lines[i]):
+            return "\n".join([lines[i].split(": ", 1)[1], *lines[i + 1 :]])
+    return text
+
+
+def _accepted_options(class_path: str) -> list[str]:
+    """The ``__init__`` parameters of a class named by its import path (empty if unknown)."""
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+        params = inspect.signature(cls.__init__).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return []
+    return [p for p in params if p != "self"]
+
+
+def _condense_parser(lines: list[str]) -> str:
+    """jsonargparse's nested message -> ``model.model.encoder.num_layers: <the problem>``.
+
+    The message nests one level per config key and per ``class_path``, and lists every
+    alternative of a Union (most of them "Expected a <class 'NoneType'>"). The first real problem
+    is kept, with the dotted key path and the innermost class that lead to it.
+    """
+    keys: list[str] = []
+    classes: list[str] = []
+    leaf: str | None = None
+    given: str | None = None
+    for line in lines:
+        body = line.strip()
+        if body.startswith("- "):
+            body = body[2:]
+        match = _GIVEN.match(body)
+        if match:
+            value = match.group(1)
+            named = _GIVEN_CLASS.search(value)
+            if named and not classes:
+                classes.append(named.group(1))
+            elif given is None and len(value) <= 40 and "(" not in value:
+                given = value
+            continue
+        if leaf is not None:
+            continue  # later lines belong to other alternatives
+        match = _PARSER_KEY.match(body)
+        if match:
+            keys.append(match.group(1))
+            leaf = match.group(2) or None
+            continue
+        match = _CLASS_PATH.match(body)
+        if match:
+            classes.append(match.group(1))
+            leaf = match.group(2) or None
+            continue
+        if body.startswith(_PARSER_NOISE):
+            continue
+        leaf = body
+    if leaf is None:
+        return _collapse(lines[0])
+    notes = []
+    cls = classes[-1] if classes else None
+    if given is not None and leaf.startswith("Expected a") and given not in leaf:
+        notes.append(f"got {given}")
+    option = _OPTION.search(leaf)
+    if option and cls:
+        close = suggest(option.group(1), _accepted_options(cls))
+        if close:
+            notes.append(f"did you mean '{close}'?")
+    if keys:
+        path = ".".join(keys)
+        if cls and cls not in leaf:
+            notes.insert(0, f"class_path '{cls}'")
+        message = f"{path}: {leaf}"
+    else:
+        message = f"{cls}: {leaf}" if cls and cls not in leaf else leaf
+    if notes:
+        message += f" ({'; '.join(notes)})"
+    return _collapse(message)
+
+
 def one_line(err: BaseException) -> str:
     """Condense an error message (often multi-line from the config parser) to one line."""
     text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    text = _worker_message(text)
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
     if not lines:
         return type(err).__name__
-    head = lines[0]
+    if any(
+        _PARSER_KEY.match(line.strip()) or line.strip().startswith(_PARSER_NOISE) for line in lines
+    ):
+        return _condense_parser(lines)
+    head = lines[0].strip()
+    if head.count("(") > head.count(")"):  # a reason in parentheses that spans lines
+        return _collapse(" ".join(lines))
     detail = [
-        line
+        line.strip()
         for line in lines[1:]
         if any(key in line for key in _SPECIFIC) and "NoneType" not in line
     ]
     message = head if not detail else f"{head.rstrip(':')}: {detail[-1].lstrip('- ')}"
-    return re.sub(r"\s+", " ", message)
+    return _collapse(message)
 
 
 def suggest(unknown: str, known: Iterable[str]) -> str | None:
@@ -71,7 +192,88 @@ def unknown_keys(message: str) -> list[str]:
     keys = re.findall(r"--([A-Za-z_][\w.]*)", message)
     keys += re.findall(r"Key \"([\w.]+)\" is not expected", message)
     keys += re.findall(r"[Uu]nexpected keys?[^']*'([\w.]+)'", message)
+    keys += re.findall(r"does not accept option '([\w.]+)'", message)  # from a --config file
     return keys
+
+
+# -- what the command line tells about an error ---------------------------------------------------
+def config_files(argv: Iterable[str]) -> list[Path]:
+    """The ``--config``/``-c`` files of a command line, in order."""
+    files: list[Path] = []
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg in ("--config", "-c") and i + 1 < len(args):
+            files.append(Path(args[i + 1]))
+        elif arg.startswith("--config="):
+            files.append(Path(arg.split("=", 1)[1]))
+    return files
+
+
+def _has_key(node: object, parts: list[str]) -> bool:
+    """Whether a loaded YAML document has the dotted key ``parts`` (at its top, or, for a single
+    part, anywhere below, as nested class arguments are)."""
+    if not isinstance(node, dict):
+        if isinstance(node, list):
+            return len(parts) == 1 and any(_has_key(item, parts) for item in node)
+        return False
+    if parts[0] in node and (len(parts) == 1 or _has_key(node[parts[0]], parts[1:])):
+        return True
+    return len(parts) == 1 and any(_has_key(value, parts) for value in node.values())
+
+
+def _config_with_key(key: str, argv: list[str]) -> Path | None:
+    """The last --config file that sets ``key`` when the command line itself does not."""
+    leaf = key.rsplit(".", 1)[-1]
+    if any(re.match(rf"--([\w.]+\.)?{re.escape(leaf)}(=|$)", arg) for arg in argv):
+        return None
+    found = None
+    for path in config_files(argv):
+        try:
+            content = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+        if _has_key(content, key.split(".")):
+            found = path
+    return found
+
+
+def _broken_config(argv: list[str]) -> str | None:
+    """``config file 'x.yaml' is not valid YAML: ...`` for the first --config file that is not."""
+    for path in config_files(argv):
+        try:
+            yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or _collapse(str(err))
+            mark = getattr(err, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            return f"config file '{path}' is not valid YAML: {problem}{where}"
+        except (OSError, UnicodeDecodeError):
+            continue
+    return None
+
+
+def describe(err: BaseException, argv: list[str]) -> str:
+    """One line for ``err``, naming the --config file at fault when the parser did not."""
+    message = one_line(err)
+    if not isinstance(err, ArgumentError):
+        return message
+    if str(err).startswith("Problems parsing config"):
+        return _broken_config(argv) or message
+    keys = unknown_keys(message) + _OPTION.findall(message)
+    for key in keys:
+        path = _config_with_key(key, argv)
+        if path is not None:
+            return f"config file '{path}': {message}"
+    return message
+
+
+def user_message(err: BaseException, argv: Iterable[str] = ()) -> str:
+    """The one line shown after ``salt: error:`` for a user error (or an OSError)."""
+    if isinstance(err, USER_ERRORS):
+        return describe(err, list(argv))
+    message = one_line(err)
+    name = getattr(err, "filename", None)  # h5py and the file system: name the file
+    return f"{name}: {message}" if name and str(name) not in message else message
 
 
 def run_cli(fn: Callable[[], object], argv: list[str]) -> int:
@@ -81,15 +283,20 @@ def run_cli(fn: Callable[[], object], argv: list[str]) -> int:
         return 0
     try:
         fn()
-    except USER_ERRORS as err:
-        print(f"salt: error: {one_line(err)}", file=sys.stderr)
-        return USER_ERROR_EXIT
-    except OSError as err:  # h5py and the file system: name the file when we can
-        name = getattr(err, "filename", None)
-        where = f"{name}: " if name else ""
-        print(f"salt: error: {where}{one_line(err)}", file=sys.stderr)
+    except _REPORTED as err:
+        print(f"salt: error: {user_message(err, argv)}", file=sys.stderr)
         return USER_ERROR_EXIT
     return 0
 
 
-__all__ = ["USER_ERRORS", "USER_ERROR_EXIT", "one_line", "run_cli", "suggest"]
+__all__ = [
+    "USER_ERRORS",
+    "USER_ERROR_EXIT",
+    "config_files",
+    "describe",
+    "one_line",
+    "run_cli",
+    "suggest",
+    "unknown_keys",
+    "user_message",
+]

@@ -66,6 +66,7 @@ class PredictionWriter(L.Callback):
         self._file: h5py.File | None = None
         self._out: dict[str, h5py.Dataset] = {}
         self._main_task: ClassificationTask | None = None
+        self._rank, self._world = 0, 1
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model = pl_module.model  # type: ignore[attr-defined]

@@ -202,6 +202,8 @@ class SaltDataModule(L.LightningDataModule):
         source = H5Source(files, reads, key)
         self._check_fields(source, specs)
         available = source.num_rows
+        if available == 0:
+            raise ValueError(f"data.{split}_file: {', '.join(map(str, files))} has no rows")
         wanted = self.num_rows[split]
         if wanted > available:
             raise ValueError(
@@ -241,6 +243,16 @@ class SaltDataModule(L.LightningDataModule):
                     raise KeyError(
                         f"{where}: variable '{name}' not found in dataset '{dataset}' "
                         f"(available: {', '.join(dtype.names)})"
+                    )
+                kind = dtype[name].kind
+                if name == "valid" and kind != "b":
+                    raise TypeError(
+                        f"{where}: '{dataset}.valid' has dtype {dtype[name]} (expected bool)"
+                    )
+                if kind not in "fiub":
+                    raise TypeError(
+                        f"{where}: '{dataset}.{name}' has dtype {dtype[name]} "
+                        "(inputs and labels must be numeric)"
                     )
         for spec in specs:
             dtype = source.dtype(spec.dataset)

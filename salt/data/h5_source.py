@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +48,7 @@ class H5Source:
 
     # -- inspection -------------------------------------------------------------------------
     def _count_rows(self, path: Path) -> int:
-        with _open(path, self.key) as h5:
+        with _open(path, self.key) as h5, _damaged(path, self.key, "metadata"):
             counts = set()
             for name in self.reads:
                 if name not in h5:
@@ -54,6 +56,8 @@ class H5Source:
                     raise KeyError(
                         f"{path}: dataset '{name}' not found (available: {available or 'none'})"
                     )
+                if not isinstance(h5[name], h5py.Dataset):
+                    raise ValueError(f"{path}: '{name}' is a group, expected a dataset")
                 counts.add(h5[name].shape[0])
             if len(counts) > 1:
                 raise ValueError(
@@ -66,15 +70,15 @@ class H5Source:
         return int(self.offsets[-1])
 
     def dtype(self, dataset: str) -> np.dtype:
-        with _open(self.files[0], self.key) as h5:
+        with _open(self.files[0], self.key) as h5, _damaged(self.files[0], self.key, "metadata"):
             return h5[dataset].dtype
 
     def shape(self, dataset: str) -> tuple[int, ...]:
-        with _open(self.files[0], self.key) as h5:
+        with _open(self.files[0], self.key) as h5, _damaged(self.files[0], self.key, "metadata"):
             return tuple(h5[dataset].shape)
 
     def attrs(self, dataset: str) -> dict:
-        with _open(self.files[0], self.key) as h5:
+        with _open(self.files[0], self.key) as h5, _damaged(self.files[0], self.key, "metadata"):
             return dict(h5[dataset].attrs)
 
     # -- reading ----------------------------------------------------------------------------
@@ -107,17 +111,31 @@ class H5Source:
                 local_stop = min(stop, self.offsets[index + 1]) - self.offsets[index]
                 count = local_stop - local_start
                 h5 = self._handle(index)
-                for name, spec in self.reads.items():
-                    ds = h5[name]
-                    columns = ds.shape[1:2]
-                    if ds.ndim == 2 and spec.max_len is not None:
-                        columns = (min(spec.max_len, ds.shape[1]),)
-                    if name not in out:
-                        out[name] = np.empty((total, *columns), dtype=_read_dtype(ds, spec.fields))
-                    _read_into(ds, spec.fields, local_start, local_stop, columns, out[name], pos)
+                where = f"rows {local_start}..{local_stop}"
+                with _damaged(self.files[index], self.key, where):
+                    self._read_file_rows(h5, out, total, pos, local_start, local_stop)
                 pos += count
                 row = self.offsets[index] + local_stop
         return out
+
+    def _read_file_rows(
+        self,
+        h5: h5py.File,
+        out: dict[str, np.ndarray],
+        total: int,
+        pos: int,
+        local_start: int,
+        local_stop: int,
+    ) -> None:
+        """Rows [local_start, local_stop) of one file into ``out[...][pos:]``."""
+        for name, spec in self.reads.items():
+            ds = h5[name]
+            columns = ds.shape[1:2]
+            if ds.ndim == 2 and spec.max_len is not None:
+                columns = (min(spec.max_len, ds.shape[1]),)
+            if name not in out:
+                out[name] = np.empty((total, *columns), dtype=_read_dtype(ds, spec.fields))
+            _read_into(ds, spec.fields, local_start, local_stop, columns, out[name], pos)
 
     def close(self) -> None:
         for handle in self._handles.values():
@@ -160,6 +178,19 @@ def _read_into(
         ds.read_direct(out, sel, np.s_[pos : pos + stop - start])
     else:
         out[pos : pos + stop - start] = ds.fields(fields)[sel]
+
+
+@contextmanager
+def _damaged(path: Path, key: str, what: str) -> Iterator[None]:
+    """Name the file when HDF5 fails on a damaged object (header, chunk, dtype)."""
+    try:
+        yield
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
+        reason = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        if str(path) in reason:
+            raise
+        reason = " ".join(reason.split()) or type(err).__name__
+        raise ValueError(f"data.{key}: '{path}' is damaged ({what}: {reason})") from None
 
 
 def _open(path: Path, key: str) -> h5py.File:
