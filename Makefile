@@ -9,7 +9,7 @@ DEMO_TRAIN ?= 300000
 DEMO_VAL ?= 50000
 DEMO_TEST ?= 50000
 
-.PHONY: install demo demo-data lint test clean
+.PHONY: install demo demo-data lint test docs clean
 
 install: $(VENV)/.installed
 
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# the CPU build of torch first and pinned, so nothing else can pull a CUDA build
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs]"
 	touch $@
 
 demo-data: install
@@ -39,5 +39,8 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest -q
 
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) logs
+	rm -rf $(VENV) logs site
