@@ -19,6 +19,9 @@ $(VENV)/.installed: pyproject.toml
 	# the CPU build of torch first and pinned, so nothing else can pull a CUDA build
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[dev,docs]"
+	# mup's declared requirements (torchvision, pandas, seaborn) serve only its examples and
+	# would pull another torch: install the package alone
+	$(BIN)/python -m pip install --quiet --no-deps mup==1.0.0
 	touch $@
 
 demo-data: install

@@ -277,6 +277,14 @@ class SaltCLI(LightningCLI):
             spec = getattr(saved.data, f"{split}_file")
             if spec is not None:
                 saved.data[f"{split}_file"] = _absolute(spec)
+        muP_config = saved.model.get("muP_config")
+        if muP_config:  # the run directory carries its base shapes, by absolute path
+            from salt.mup.config import storeshapes_path
+
+            shapes = run_dir / "muP"
+            shapes.mkdir(exist_ok=True)
+            copy_into(shapes, storeshapes_path(muP_config))
+            saved.model.muP_config = {**muP_config, "shape_path": str(shapes.resolve())}
         saved.force = saved.overwrite = False
         saved.ckpt_path = None
         saved.trainer.plugins = None

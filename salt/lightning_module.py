@@ -12,6 +12,7 @@ from salt.data.batch import SPECIAL_GROUPS, Batch
 from salt.data.normalisation import Normaliser, load_norm_dict
 from salt.losses.disco import Regulariser
 from salt.models.saltmodel import SaltModel
+from salt.mup.config import MuPConfig
 from salt.optim import DEFAULT_LRS, LRSConfig, SchedulerConfig, configure_optimization
 from salt.tasks.classification import ClassificationTask
 
@@ -34,6 +35,11 @@ class SaltModule(L.LightningModule):
         name: the tagger name, used for output names such as ``<name>_pb``.
         norm_dict, variables, input_map, global_object: linked from ``data`` by salt, so that
             normalisation is part of the model (and of its checkpoint and ONNX export).
+        muP_config: train in the maximal update parametrisation (muTransfer): the base shapes
+            written by ``setup_muP`` are loaded into the network (``mup.set_base_shapes``, then
+            the muP initialisation) and the optimizer gets the muP learning-rate scaling
+            (``mup.MuAdamW``/``MuAdam``/``MuSGD``). The encoder (and the init nets) need
+            ``muP: true``; see ``configs/GN2_muP.yaml``.
     """
 
     def __init__(
@@ -49,9 +55,15 @@ class SaltModule(L.LightningModule):
         variables: dict[str, list[str]] | None = None,
         input_map: dict[str, str] | None = None,
         global_object: str = "jets",
+        muP_config: MuPConfig | None = None,
     ):
         super().__init__()
         self.model = model
+        self.muP_config = muP_config
+        if muP_config is not None:
+            from salt.mup import set_base_shapes
+
+            set_base_shapes(self.model, muP_config)
         self.lrs_config: LRSConfig = {**DEFAULT_LRS, **(lrs_config or {})}
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
@@ -152,11 +164,22 @@ class SaltModule(L.LightningModule):
             )
 
     def configure_optimizers(self) -> Any:
+        optimizer_factory, scheduler_factory = self.optimizer_factory, self.scheduler_factory
+        if self.muP_config is not None:  # muP learning rates, per width multiplier
+            from salt.mup import mup_factories
+
+            optimizer_factory, scheduler_factory = mup_factories(
+                self.lrs_config,
+                optimizer_factory,
+                scheduler_factory,
+                self.lr_scheduler_config,
+                self.trainer,
+            )
         return configure_optimization(
             self.model,
             self.lrs_config,
-            self.optimizer_factory,
-            self.scheduler_factory,
+            optimizer_factory,
+            scheduler_factory,
             self.lr_scheduler_config,
             self.trainer,
         )

@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         from salt.s3.cli import download_s3_main
 
         return download_s3_main(args[1:])
+    if args and args[0] == "setup_muP":
+        from salt.mup.cli import setup_mup_main
+
+        return setup_mup_main(args[1:])
     if args and args[0] == "inspect":
         from salt.data.inspect_file import inspect_main
 

@@ -111,11 +111,12 @@ class ScaledDotProductAttention(AttentionBase):
         """Attend over the valid keys; queries whose keys are all padded give zeros."""
         dropout_p = self.dropout if self.training else 0.0
         mask = attention_mask(kv_mask, attn_bias, q.dtype)
-        # muP: 1/D rather than the kernel's default 1/sqrt(D)
-        extra = {"scale": 1.0 / q.shape[-1]} if self.muP else {}
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout_p, **extra
-        )
+        if self.muP:  # 1/D rather than the kernel's default 1/sqrt(D)
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=1.0 / q.shape[-1]
+            )
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         if kv_mask is None:
             return out
         return out.masked_fill(kv_mask.all(dim=-1)[:, None, None, None], 0.0)

@@ -23,6 +23,7 @@ class DenseConfig(TypedDict, total=False):
     norm_layer: str | None
     dropout: float
     context_size: int
+    muP: bool
 
 
 class MHAConfig(TypedDict, total=False):

@@ -53,6 +53,7 @@ class Dense(nn.Module):
         norm_layer: str | None = None,
         dropout: float = 0.0,
         context_size: int = 0,
+        muP: bool = False,
     ) -> None:
         """Build the layers.
 
@@ -65,6 +66,9 @@ class Dense(nn.Module):
             norm_layer: ``torch.nn`` class name of the hidden normalisation, if any.
             dropout: Dropout probability after each hidden activation.
             context_size: Width of the context appended to every input row; 0 for none.
+            muP: Part of a maximal-update-parametrised network (Tensor Programs V): the layers
+                are the same, and :meth:`reset_mup_parameters` gives them the muP initialisation
+                once ``mup.set_base_shapes`` has been called on the model (``model.muP_config``).
         """
         super().__init__()
         hidden_layers = [] if hidden_layers is None else list(hidden_layers)
@@ -85,6 +89,7 @@ class Dense(nn.Module):
         self.input_size = input_size
         self.output_size = output_size
         self.context_size = context_size
+        self.muP = muP
 
         layers: list[nn.Module] = []
         in_size = input_size + context_size
@@ -100,6 +105,12 @@ class Dense(nn.Module):
         if final_activation is not None:
             layers.append(make_activation(final_activation, "final_activation"))
         self.net = nn.Sequential(*layers)
+
+    def reset_mup_parameters(self) -> None:
+        """muP initialisation of every Linear layer (needs ``mup.set_base_shapes`` first)."""
+        for layer in self.net:
+            if isinstance(layer, nn.Linear):
+                mup_init_linear(layer)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Map x (..., input_size) to (..., output_size); context is (B, context_size)."""
@@ -121,6 +132,31 @@ class Dense(nn.Module):
         return self.net(x)
 
 
+def mup_init_linear(linear: nn.Linear) -> None:
+    """The muP initialisation of Tensor Programs V (Table 3) for one Linear layer.
+
+    Weights are drawn from N(0, 1/fan_in_base) by ``mup.init.normal_``, which shrinks the
+    standard deviation of matrices whose two dimensions are widths by sqrt(base/width): hidden
+    weights get variance 1/fan_in at every width, input weights (finite fan-in) keep it, and the
+    readout (``mup.MuReadout``, finite fan-out) keeps the base variance while its forward pass
+    divides by the width multiplier, i.e. an effective variance 1/fan_in^2. Biases start at zero,
+    which is width-independent. Needs ``linear.weight.infshape``, set by ``mup.set_base_shapes``.
+    """
+    import mup
+
+    weight = linear.weight
+    if not hasattr(weight, "infshape"):
+        raise RuntimeError(
+            "muP initialisation needs the base shapes: call mup.set_base_shapes on the model "
+            "first (set model.muP_config and run setup_muP)"
+        )
+    fan_in = weight.infshape[1]
+    base_fan_in = fan_in.base_dim or fan_in.dim
+    mup.init.normal_(weight, std=base_fan_in**-0.5)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+
+
 def dense_from_config(config: DenseConfig, argument: str = "dense_config") -> Dense:
     """Build a :class:`Dense` from a config, naming ``argument`` when a size is missing."""
     for key in ("input_size", "output_size"):
@@ -129,4 +165,11 @@ def dense_from_config(config: DenseConfig, argument: str = "dense_config") -> De
     return Dense(**config)
 
 
-__all__ = ["Dense", "dense_from_config", "make_activation", "make_norm", "module_class"]
+__all__ = [
+    "Dense",
+    "dense_from_config",
+    "make_activation",
+    "make_norm",
+    "module_class",
+    "mup_init_linear",
+]

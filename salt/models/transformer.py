@@ -12,11 +12,16 @@ from salt.models.dense import Dense, dense_from_config, make_norm
 
 
 def build_mha(
-    embed_dim: int, mha_config: MHAConfig | None, argument: str = "mha_config"
+    embed_dim: int,
+    mha_config: MHAConfig | None,
+    argument: str = "mha_config",
+    muP: bool = False,
 ) -> MultiheadAttention:
     """Build one residual attention block's MHA from a config shared by every layer.
 
     Errors are prefixed with ``argument`` so that they name the config key the user wrote.
+    ``muP`` builds the attention in the maximal update parametrisation (scores scaled by
+    1/head_dim).
     """
     config: MHAConfig = mha_config or {}
     prototype = config.get("attention")
@@ -29,7 +34,7 @@ def build_mha(
         # A fresh copy per layer: the configured instance is only a prototype, never shared.
         kwargs["attention"] = copy.deepcopy(prototype)
     try:
-        mha = MultiheadAttention(embed_dim, **kwargs)
+        mha = MultiheadAttention(embed_dim, **kwargs, muP=muP)
     except ValueError as err:
         raise ValueError(f"{argument}.{err}") from err
     if mha.output_size != embed_dim:
@@ -41,9 +46,15 @@ def build_mha(
 
 
 def build_ffn(
-    embed_dim: int, dense_config: DenseConfig | None, argument: str = "dense_config"
+    embed_dim: int,
+    dense_config: DenseConfig | None,
+    argument: str = "dense_config",
+    muP: bool = False,
 ) -> Dense:
-    """Build a residual feed-forward block (embed_dim -> hidden -> embed_dim) from a config."""
+    """Build a residual feed-forward block (embed_dim -> hidden -> embed_dim) from a config.
+
+    ``muP`` marks it as part of a muP network (see :class:`~salt.models.dense.Dense`).
+    """
     config: DenseConfig = dense_config or {}
     for key in ("input_size", "output_size"):
         if config.get(key, embed_dim) != embed_dim:
@@ -59,6 +70,8 @@ def build_ffn(
         "input_size": embed_dim,
         "output_size": embed_dim,
     }
+    if muP:
+        full["muP"] = True  # type: ignore[typeddict-unknown-key]
     return dense_from_config(full, argument)
 
 
@@ -76,15 +89,16 @@ class TransformerEncoderLayer(nn.Module):
         dense_config: DenseConfig | None = None,
         norm_layer: str = "LayerNorm",
         dropout: float = 0.0,
+        muP: bool = False,
     ) -> None:
         """Build the block; see :class:`TransformerEncoder` for the arguments."""
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout}")
         self.attn_norm = make_norm(norm_layer, embed_dim)
-        self.attn = build_mha(embed_dim, mha_config)
+        self.attn = build_mha(embed_dim, mha_config, muP=muP)
         self.ffn_norm = make_norm(norm_layer, embed_dim)
-        self.ffn = build_ffn(embed_dim, dense_config)
+        self.ffn = build_ffn(embed_dim, dense_config, muP=muP)
         self.drop = nn.Dropout(dropout)
         self.output_size: int = embed_dim
 
@@ -117,6 +131,7 @@ class TransformerEncoder(nn.Module):
         out_dim: int | None = None,
         norm_layer: str = "LayerNorm",
         dropout: float = 0.0,
+        muP: bool = False,
     ) -> None:
         """Build the layers.
 
@@ -129,6 +144,13 @@ class TransformerEncoder(nn.Module):
             out_dim: Width of an optional final Linear projection.
             norm_layer: ``torch.nn`` class name of the normalisation (e.g. LayerNorm, RMSNorm).
             dropout: Dropout on each sub-block's output before the residual sum.
+            muP: Build the encoder in the maximal update parametrisation of Tensor Programs V,
+                so hyperparameters tuned at a small ``embed_dim`` transfer to larger ones:
+                attention scores scaled by 1/head_dim, ``out_dim`` (required) projected by a
+                ``mup.MuReadout``, and muP initialisation by :meth:`reset_mup_parameters` once
+                ``mup.set_base_shapes`` has been called (``model.muP_config``). The
+                feed-forward hidden widths must grow with ``embed_dim`` (the default
+                ``[2 * embed_dim]`` does).
         """
         super().__init__()
         if embed_dim <= 0:
@@ -137,16 +159,37 @@ class TransformerEncoder(nn.Module):
             raise ValueError(f"num_layers: expected a positive int, got {num_layers}")
         if out_dim is not None and out_dim <= 0:
             raise ValueError(f"out_dim: expected a positive int or None, got {out_dim}")
+        if muP and out_dim is None:
+            raise ValueError(
+                "out_dim: required with muP=True (the encoder's output projection is the muP "
+                "readout layer, a mup.MuReadout, which maps the width to a fixed size)"
+            )
         self.embed_dim = embed_dim
+        self.muP = muP
         self.layers = nn.ModuleList(
-            TransformerEncoderLayer(embed_dim, mha_config, dense_config, norm_layer, dropout)
+            TransformerEncoderLayer(
+                embed_dim, mha_config, dense_config, norm_layer, dropout, muP=muP
+            )
             for _ in range(num_layers)
         )
         self.norm = make_norm(norm_layer, embed_dim)
-        self.out_proj: nn.Module = (
-            nn.Identity() if out_dim is None else nn.Linear(embed_dim, out_dim)
-        )
+        self.out_proj: nn.Module
+        if out_dim is None:
+            self.out_proj = nn.Identity()
+        elif muP:
+            from mup import MuReadout
+
+            self.out_proj = MuReadout(embed_dim, out_dim)
+        else:
+            self.out_proj = nn.Linear(embed_dim, out_dim)
         self.output_size: int = embed_dim if out_dim is None else out_dim
+
+    def reset_mup_parameters(self) -> None:
+        """muP initialisation of the readout (the layers initialise their own sub-blocks)."""
+        from salt.models.dense import mup_init_linear
+
+        if isinstance(self.out_proj, nn.Linear):
+            mup_init_linear(self.out_proj)
 
     def forward(
         self, x: Tensor, pad_mask: Tensor | None = None, attn_bias: Tensor | None = None
@@ -160,6 +203,11 @@ class TransformerEncoder(nn.Module):
         if x.shape[-1] != self.embed_dim:
             raise ValueError(
                 f"x: expected last dimension embed_dim={self.embed_dim}, got {x.shape[-1]}"
+            )
+        if self.muP and not hasattr(self.out_proj.weight, "infshape"):
+            raise ValueError(
+                "encoder.muP: the muP readout needs its base shapes; set model.muP_config "
+                "(and run setup_muP) so that mup.set_base_shapes is called on the model"
             )
         if pad_mask is not None:
             x = x.masked_fill(pad_mask.unsqueeze(-1), 0.0)
