@@ -30,9 +30,9 @@ def fit_command(demo: Path, root: Path) -> list[str]:
         f"--data.val_file={demo / 'val.h5'}",
         f"--data.norm_dict={demo / 'norm_dict.yaml'}",
         f"--data.class_dict={demo / 'class_dict.yaml'}",
-        "--data.batch_size=100",
+        "--data.batch_size=60",
         "--data.num_workers=0",
-        "--data.num_train=2000",
+        "--data.num_train=3000",
         "--data.num_val=200",
         "--trainer.max_epochs=3",
         "--trainer.enable_progress_bar=false",
@@ -50,21 +50,24 @@ def test_sigkill_then_resume_reaches_the_same_final_step(demo_dir: Path, tmp_pat
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run_dir = tmp_path / "resume_kill"
     last = run_dir / "ckpts" / "last.ckpt"
+    log = (tmp_path / "fit.log").open("w")  # a file, not a pipe: a full pipe would block
     proc = subprocess.Popen(
-        fit_command(demo_dir, tmp_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        fit_command(demo_dir, tmp_path), env=env, stdout=subprocess.DEVNULL, stderr=log
     )
     deadline = time.time() + 120
     killed_at = None
     while time.time() < deadline and proc.poll() is None:
         if last.exists():
             step = torch.load(last, weights_only=False)["global_step"]
-            if step >= 10:
+            if step >= 5:  # the first periodic checkpoint: kill at once, mid-epoch
                 proc.send_signal(signal.SIGKILL)
                 killed_at = step
                 break
-        time.sleep(0.2)
+        time.sleep(0.05)
     proc.wait(timeout=30)
-    assert killed_at is not None, "the run finished or never wrote last.ckpt"
+    assert killed_at is not None, (
+        "the run finished or never wrote last.ckpt: " + (tmp_path / "fit.log").read_text()[-2000:]
+    )
     assert proc.returncode == -signal.SIGKILL
     meta = yaml.safe_load((run_dir / "metadata.yaml").read_text())
     assert meta["status"] == "running"  # the killed run never claimed to have finished
@@ -82,7 +85,7 @@ def test_sigkill_then_resume_reaches_the_same_final_step(demo_dir: Path, tmp_pat
     done = subprocess.run(resume, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     final = torch.load(last, weights_only=False)
-    assert final["global_step"] == 3 * 20  # 3 epochs of 2000 / 100 batches
+    assert final["global_step"] == 3 * 50  # 3 epochs of 3000 / 60 batches
     meta = yaml.safe_load((run_dir / "metadata.yaml").read_text())
     assert meta["status"] == "finished" and meta["resumed"] == "last"
     epochs = sorted(p.name for p in (run_dir / "ckpts").glob("epoch=*.ckpt"))
