@@ -91,6 +91,9 @@ class SaltCLI(LightningCLI):
         parser.add_argument("--force", action="store_true", help="reuse an existing run dir")
         parser.add_argument("--overwrite", action="store_true", help="same as --force")
         parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+        parser.add_argument(
+            "--compile_backend", default="inductor", help="torch.compile backend for --compile"
+        )
         parser.add_argument("--log_suffix", default=None, help="run dir suffix (not a timestamp)")
         parser.add_argument("--test_suffix", default=None, help="sample name in output files")
         parser.add_argument(
@@ -257,7 +260,9 @@ class SaltCLI(LightningCLI):
     def before_fit(self) -> None:
         cfg = self.config["fit"]
         if cfg.compile:
-            self.model.model.compile()
+            # compiled in place: parameter names (and so checkpoints) stay those of the eager
+            # model, so a compiled run's checkpoints load and evaluate like any other
+            self.model.model.compile(backend=cfg.compile_backend)
         self._validate_inputs(cfg)
         if self.s3 is not None and (mirror := self.s3.callback(self.run_dir)) is not None:
             self.trainer.callbacks.append(mirror)  # uploads new checkpoints after every epoch

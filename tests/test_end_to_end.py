@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from salt.main import main
@@ -136,3 +137,18 @@ def test_print_config_shows_derived_sizes(capsys):
     assert model["pool_net"]["init_args"]["input_size"] == 128
     assert model["tasks"][0]["init_args"]["dense_config"]["input_size"] == 128
     assert model["encoder"]["init_args"]["num_layers"] == 4
+
+
+def test_compiled_fit_checkpoint_evaluates(demo_dir: Path, tmp_path: Path):
+    # the eager backend keeps the test fast; it runs the same dynamo capture as inductor
+    args = ["fit", *tiny_model_args(), *data_args(demo_dir), "--config",
+            str(ROOT / "configs" / "GN2_noaux.yaml")]  # fmt: skip
+    fit = [*args, f"--trainer.default_root_dir={tmp_path}", "--log_suffix=c", "-n", "comp"]
+    assert main([*fit, "--compile", "--compile_backend=eager"]) == 0
+    run = tmp_path / "comp_c"
+    ckpt = next((run / "ckpts").glob("epoch=001-*.ckpt"))
+    state = torch.load(ckpt, weights_only=False)["state_dict"]
+    assert not [k for k in state if "_orig_mod" in k]  # the same names as an eager model
+    test = ["test", "--config", str(run / "config.yaml"), "--trainer.enable_progress_bar=false"]
+    assert main(test) == 0
+    assert list((run / "ckpts").glob("*__test_test.h5"))
