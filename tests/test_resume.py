@@ -28,6 +28,7 @@ def fit_command(demo: Path, root: Path) -> list[str]:
         str(ROOT / "configs" / "GN2_demo.yaml"),
         f"--data.train_file={demo / 'train.h5'}",
         f"--data.val_file={demo / 'val.h5'}",
+        f"--data.test_file={demo / 'test.h5'}",
         f"--data.norm_dict={demo / 'norm_dict.yaml'}",
         f"--data.class_dict={demo / 'class_dict.yaml'}",
         "--data.batch_size=60",
