@@ -14,15 +14,21 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from salt.cli import SaltCLI
 
 
 def forward_only(run: Path, num_test: int, batch_size: int) -> float:
     """jets/s of the model's forward pass over the test loader (no file writing)."""
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    for key in ("ckpt_path", "weights_only"):  # subcommand options, unknown without one
+        config.pop(key, None)
+    copy = Path(tempfile.mkdtemp()) / "config.yaml"
+    copy.write_text(yaml.safe_dump(config))
     args = [
         "--config",
-        str(run / "config.yaml"),
+        str(copy),
         f"--data.num_test={num_test}",
         f"--data.batch_size={batch_size}",
         f"--trainer.default_root_dir={tempfile.mkdtemp()}",
