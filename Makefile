@@ -30,8 +30,8 @@ demo-data: install
 
 demo: demo-data
 	$(BIN)/salt fit --config configs/GN2.yaml --config configs/GN2_demo.yaml
-	$(BIN)/salt test --config $$(ls -td logs/GN2_demo_*/ | head -1)config.yaml
-	@run=$$(ls -td logs/GN2_demo_*/ | head -1); \
+	$(BIN)/salt test --config $$(ls -td logs/GN2_demo_2*/ | head -1)config.yaml
+	@run=$$(ls -td logs/GN2_demo_2*/ | head -1); \
 	  echo "run directory: $$run"; ls $$run/evaluation/*/; \
 	  cat $$run/evaluation/*/metrics.json | head -60
 
