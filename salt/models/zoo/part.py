@@ -19,27 +19,11 @@ from torch import Tensor, nn
 
 from salt.models.attention import MultiheadAttention, ScaledDotProductAttention
 from salt.models.edges import EPS, pair_features
+from salt.models.zoo.inputs import check_variables
 
 log = logging.getLogger(__name__)
 
 PARAMETERS = "PARAMETERS"
-
-
-def check_variables(
-    variables: dict[str, list[str]] | None, input_name: str, owner: str
-) -> dict[str, list[str]]:
-    """Fail at construction, naming the key, when salt has not filled in the input variables."""
-    if variables is None:
-        raise ValueError(
-            f"{owner}.variables: not set; salt fills it from data.variables (pass it when "
-            "building the backbone by hand)"
-        )
-    if not variables.get(input_name):
-        raise ValueError(
-            f"{owner}.input_name: '{input_name}' has no variables in data.variables "
-            f"(which has {sorted(variables)})"
-        )
-    return {name: list(names) for name, names in variables.items()}
 
 
 def variable_column(

@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from salt.data.batch import SPECIAL_GROUPS
+
 log = logging.getLogger(__name__)
 
 DEFAULT_NUM_JETS = 100_000
 READ_ROWS = 50_000  # rows per contiguous read: large enough to be fast, small enough for memory
-SPECIAL_GROUPS = ("GLOBAL", "PARAMETERS")
 
 EdgeTable = dict[str, dict[str, list[float]]]
 

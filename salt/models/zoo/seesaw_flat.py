@@ -20,26 +20,7 @@ from salt.models.zoo.embeddings import (
     FlatEmbedding,
     check_categorical,
 )
-
-SPECIAL_GROUPS = ("GLOBAL", "PARAMETERS")
-
-
-def require_variables(
-    variables: dict[str, list[str]] | None, global_object: str, owner: str
-) -> dict[str, list[str]]:
-    """Fail at construction, naming the key, when salt has not filled in the input variables."""
-    if variables is None:
-        raise ValueError(
-            f"{owner}.variables: not set; salt fills it from data.variables (pass "
-            "{'jets': [...], 'tracks': [...]} when building the backbone in Python)"
-        )
-    if not isinstance(variables, dict) or not all(
-        isinstance(v, list | tuple) for v in variables.values()
-    ):
-        raise ValueError(f"{owner}.variables: expected {{input type: [variables]}}")
-    if not isinstance(global_object, str) or not global_object:
-        raise ValueError(f"{owner}.global_object: expected an input type, got {global_object!r}")
-    return {k: list(v) for k, v in variables.items()}
+from salt.models.zoo.inputs import SPECIAL_GROUPS, require_variables
 
 
 def mlp_layers(
