@@ -18,6 +18,7 @@ from salt.data.datamodule import SaltDataModule
 from salt.data.paths import resolve_files
 from salt.errors import one_line, suggest, unknown_keys
 from salt.lightning_module import SaltModule
+from salt.loggers import run_dir_loggers, without_credentials
 from salt.run_dir import (
     RUN_DIR_ENV,
     atomic_write_text,
@@ -178,10 +179,8 @@ class SaltCLI(LightningCLI):
         os.environ[RUN_DIR_ENV] = str(run_dir)
         self.run_dir = run_dir
         cfg.trainer.default_root_dir = str(run_dir)
-        cfg.trainer.logger = Namespace(
-            class_path="lightning.pytorch.loggers.CSVLogger",
-            init_args=Namespace(save_dir=str(run_dir), name="", version=""),
-        )
+        self.user_loggers = cfg.trainer.logger
+        cfg.trainer.logger = run_dir_loggers(cfg.trainer.logger, run_dir)
         callbacks = [
             c
             for c in (cfg.trainer.callbacks or [])
@@ -230,8 +229,9 @@ class SaltCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         cfg = self._active_config()
-        self.datamodule.request_labels(self.model.label_fields())
-        self._apply_class_dict(cfg)
+        if self.config.get("subcommand") != "predict":  # predict: no losses, no truth labels
+            self.datamodule.request_labels(self.model.label_fields())
+        self._apply_class_dict(cfg)  # the class weights are part of the checkpoint
 
     def _apply_class_dict(self, cfg: Namespace) -> None:
         tasks = [t for t in self.model.model.tasks if getattr(t, "use_class_dict", False)]
@@ -293,6 +293,7 @@ class SaltCLI(LightningCLI):
         saved.force = saved.overwrite = False
         saved.ckpt_path = None
         saved.trainer.plugins = None
+        saved.trainer.logger = without_credentials(self.user_loggers)
         if self.s3 is not None:  # s3:// URLs instead of local copies, keys as placeholders
             self.s3.restore_saved(saved)
         text = self._parser("fit").dump(saved, skip_none=False, skip_link_targets=True)
@@ -334,16 +335,25 @@ class SaltCLI(LightningCLI):
 
     # -- test -------------------------------------------------------------------------------
     def before_test(self) -> None:
+        self._add_prediction_writer("test")
+
+    def before_predict(self) -> None:
+        """``salt predict``: the predictions file of ``salt test`` for a file without labels
+        (``<ckpt>__predict_<sample>.h5``, jet fields of ``evaluation.jet_fields`` it has)."""
+        self._add_prediction_writer("predict")
+        self.config_init["predict"]["return_predictions"] = False  # streamed to the file
+
+    def _add_prediction_writer(self, subcommand: str) -> None:
         from salt.callbacks.prediction_writer import PredictionWriter
 
-        cfg = self.config["test"]
+        cfg = self.config[subcommand]
         run_dir = Path(cfg.trainer.default_root_dir or ".")
         ckpt = Path(cfg.ckpt_path) if cfg.ckpt_path else best_checkpoint(run_dir / "ckpts")
         if not ckpt.is_file():
             raise FileNotFoundError(f"ckpt_path: file '{ckpt}' does not exist")
-        self.config_init["test"]["ckpt_path"] = str(ckpt)
+        self.config_init[subcommand]["ckpt_path"] = str(ckpt)
         sample = cfg.test_suffix or resolve_files(cfg.data.test_file, "test_file")[0].stem
-        out = ckpt.parent / f"{ckpt.stem}__test_{sample}.h5"
+        out = ckpt.parent / f"{ckpt.stem}__{subcommand}_{sample}.h5"
         if out.exists() and not (cfg.overwrite or cfg.force):
             raise FileExistsError(
                 f"predictions file '{out}' exists; pass --overwrite to replace it"
@@ -356,7 +366,7 @@ class SaltCLI(LightningCLI):
             for name in [global_object, *self.datamodule.constituent_names]
         }
         wanted = {global_object: list(cfg.evaluation.jet_fields)}
-        for task in self.model.model.tasks:
+        for task in self.model.model.tasks if subcommand == "test" else []:
             for name, fields in task.label_fields().items():
                 current = wanted.setdefault(name, [])
                 current.extend(f for f in fields if f not in current)
@@ -419,8 +429,11 @@ class SaltCLI(LightningCLI):
 
 
 def _absolute(spec: Any) -> Any:
+    """A file spec with absolute paths (globs kept), group by group for ``{group: files}``."""
     if spec is None:
         return None
+    if isinstance(spec, dict):
+        return {name: _absolute(files) for name, files in spec.items()}
     if isinstance(spec, list | tuple):
         return [str(Path(s).resolve()) for s in spec]
     return str(Path(spec).resolve())

@@ -144,7 +144,11 @@ class SaltModule(L.LightningModule):
         return {"outputs": outputs, "pad_masks": pad_masks, "labels": labels}
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
-        return self.test_step(batch, batch_idx)
+        """Outputs without losses: the file may have no truth labels; those it has (carried
+        jet fields) are passed through for the predictions file."""
+        inputs, pad_masks, labels = batch
+        outputs, _ = self(inputs, pad_masks, None)
+        return {"outputs": outputs, "pad_masks": pad_masks, "labels": labels}
 
     def _log_accuracy(self, batch: Batch, outputs: dict[str, Tensor], stage: str) -> None:
         _, _, labels = batch

@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         from salt.data.inspect_file import inspect_main
 
         return inspect_main(args[1:])
+    if args and args[0] == "profile":
+        from salt.profile import profile_main
+
+        return profile_main(args[1:])
     from salt.cli import SaltCLI
     from salt.errors import run_cli
     from salt.s3.cli import localize_config_args

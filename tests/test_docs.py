@@ -152,6 +152,12 @@ def test_command(where: str, argv: list[str], tmp_path: Path, monkeypatch: pytes
 
             assert f'"{sub}"' in Path(salt.main.__file__).read_text()
             return
+        if sub == "profile":  # its own options, then the arguments salt fit takes
+            from salt.profile import split_args
+
+            _, salt_args = split_args(args[1:])
+            salt_parse(["fit", *salt_args])
+            return
         assert sub in ("fit", "test", "validate", "predict"), f"{where}: unknown subcommand {sub}"
         if any(a.startswith("s3://") for a in args):
             return  # a config fetched from S3: needs the bucket; the subcommand exists

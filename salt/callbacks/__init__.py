@@ -1,0 +1,5 @@
+"""Lightning callbacks; the ones users add by class_path are exported here."""
+
+from salt.callbacks.performance_writer import PerformanceWriter
+
+__all__ = ["PerformanceWriter"]

@@ -25,7 +25,7 @@ def output_field_names(tagger: str, task: ClassificationTask) -> list[str]:
 
 
 class PredictionWriter(L.Callback):
-    """Appends each test batch's outputs (plus carried fields) to ``path``.
+    """Appends each test (or predict) batch's outputs (plus carried fields) to ``path``.
 
     The jet dataset holds the carried jet fields, ``<tagger>_p<flavour>`` of the main jet
     classifier and ``<tagger>_<task>_<output>`` of every other jet-level task. With
@@ -168,6 +168,24 @@ class PredictionWriter(L.Callback):
         if trainer.is_global_zero:
             os.replace(self._tmp, self.path)
             log.info("predictions written to %s", self.path)
+
+    # salt predict writes the same file as salt test (without the tasks' truth labels)
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.on_test_start(trainer, pl_module)
+
+    def on_predict_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self.on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.on_test_end(trainer, pl_module)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, err: BaseException):
         if self._file is not None:
