@@ -103,6 +103,11 @@ class SaltCLI(LightningCLI):
             default=200,
             help="steps between writes of ckpts/last.ckpt (resume with --ckpt_path last)",
         )
+        parser.add_argument(
+            "--log_train_memory",
+            action="store_true",
+            help="log host (and CUDA) memory during training (salt.callbacks.MemoryLogger)",
+        )
         parser.add_class_arguments(EvaluationOptions, "evaluation")
         parser.link_arguments("name", "model.name")
 
@@ -224,6 +229,15 @@ class SaltCLI(LightningCLI):
                 init_args=Namespace(path=str(run_dir / "ckpts" / "last.ckpt")),
             )
         )
+        if cfg.log_train_memory and not any(
+            str(getattr(c, "class_path", "")).endswith("MemoryLogger") for c in callbacks
+        ):
+            callbacks.append(
+                Namespace(
+                    class_path="salt.callbacks.memory.MemoryLogger",
+                    init_args=Namespace(every_n_steps=cfg.trainer.log_every_n_steps or 50),
+                )
+            )
         cfg.trainer.callbacks = callbacks
 
     def instantiate_classes(self) -> None:
@@ -318,6 +332,7 @@ class SaltCLI(LightningCLI):
     def _validate_inputs(self, cfg: Namespace) -> None:
         """Check files, fields and label ranges before anything is written or trained, so a
         mistake (even in the test file) costs seconds, not a night."""
+        self.model.check_init_weights()
         self.datamodule.setup("fit")
         if cfg.data.test_file is not None:
             self.datamodule.build_dataset("test")

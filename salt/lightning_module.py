@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from salt.data.batch import SPECIAL_GROUPS, Batch
 from salt.data.normalisation import Normaliser, load_norm_dict
+from salt.finetune import InitWeights, freeze_modules, load_selected, select_weights
 from salt.losses.disco import Regulariser
 from salt.models.saltmodel import SaltModel
 from salt.mup.config import MuPConfig
@@ -40,6 +41,11 @@ class SaltModule(L.LightningModule):
             the muP initialisation) and the optimizer gets the muP learning-rate scaling
             (``mup.MuAdamW``/``MuAdam``/``MuSGD``). The encoder (and the init nets) need
             ``muP: true``; see ``configs/GN2_muP.yaml``.
+        init_weights: start ``salt fit`` from the weights of another checkpoint (all or some,
+            see :class:`salt.finetune.InitWeights`), with a fresh optimizer, schedule and epoch
+            count; unlike ``--ckpt_path``, which resumes a run.
+        freeze: modules to keep fixed (no gradients), by name or pattern, e.g.
+            ``[model.init_nets.*, model.encoder]``.
     """
 
     def __init__(
@@ -56,9 +62,13 @@ class SaltModule(L.LightningModule):
         input_map: dict[str, str] | None = None,
         global_object: str = "jets",
         muP_config: MuPConfig | None = None,
+        init_weights: InitWeights | None = None,
+        freeze: list[str] | None = None,
     ):
         super().__init__()
         self.model = model
+        self.init_weights = init_weights
+        self._selected_weights: dict[str, Tensor] | None = None
         self.muP_config = muP_config
         if muP_config is not None:
             from salt.mup import set_base_shapes
@@ -89,6 +99,21 @@ class SaltModule(L.LightningModule):
                 {n: dataset(n) for n in canonical},
                 source=f"data.norm_dict '{norm_dict}'",
             )
+        if freeze:
+            freeze_modules(self, list(freeze))
+
+    def check_init_weights(self) -> None:
+        """Read and check ``init_weights`` now (before the run directory is written)."""
+        if self.init_weights is not None and self._selected_weights is None:
+            self._selected_weights = select_weights(self.init_weights, self)
+
+    def setup(self, stage: str) -> None:
+        # before a resumed checkpoint is restored, so --ckpt_path still wins
+        if stage == "fit" and self.init_weights is not None:
+            self.check_init_weights()
+            assert self._selected_weights is not None
+            load_selected(self, self._selected_weights, f"'{self.init_weights.path}'")
+            self._selected_weights = None
 
     def label_fields(self) -> dict[str, list[str]]:
         """The fields the tasks and regularisers need from the data layer, per input type."""

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from salt.run_dir import current_umask
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Save with ``torch.save`` into a temporary file in the same directory, then ``os.replace``.
@@ -25,6 +27,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, 0o666 & ~current_umask())  # as a plain write would; mkstemp gives 0600
             with os.fdopen(fd, "wb") as handle:
                 torch.save(checkpoint, handle)
                 handle.flush()

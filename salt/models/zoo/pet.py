@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from salt.finetune import read_state_dict
 from salt.models.attention import MultiheadAttention
 from salt.models.dense import Dense
 from salt.models.edges import EdgeFeatures, wrap_phi
@@ -180,13 +181,6 @@ class PretrainedReport:
     mismatched: list[str]
 
 
-def _state_dict_of(content: object, where: str) -> dict[str, Tensor]:
-    state = content.get("state_dict", content) if isinstance(content, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{where}: expected a state_dict or a checkpoint with a 'state_dict'")
-    return state
-
-
 def load_pretrained(module: nn.Module, path: str | Path, owner: str) -> PretrainedReport:
     """Load the matching weights of a file into ``module`` and report every key that did not fit.
 
@@ -196,13 +190,7 @@ def load_pretrained(module: nn.Module, path: str | Path, owner: str) -> Pretrain
     shape differs (e.g. a new input variable) are left at their fresh values.
     """
     where = f"{owner}.pretrained '{path}'"
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{where}: file does not exist")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for unreadable files
-        raise ValueError(f"{where}: cannot read it as a torch file ({err})") from None
-    state = _state_dict_of(content, where)
+    state = read_state_dict(path, where)
     own = module.state_dict()
     votes: Counter[str] = Counter()
     for key in state:
