@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 
 import h5py
@@ -92,3 +94,26 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
     generate_demo_data(out, n_train=3000, n_val=1000, n_test=1000, seed=1, block_size=2000)
     return out
+
+
+@pytest.fixture(autouse=True)
+def log_handlers_on_current_stderr():
+    """Point the stream handlers of salt's, Lightning's and Comet's loggers at this test's stderr.
+
+    They are created once, bound to the stderr of that moment (an earlier test's capture, closed
+    since); rebinding them lets captured stderr hold what a user would see, and keeps later
+    tests free of "I/O operation on closed file" logging errors.
+    """
+    names = ("salt", "lightning", "lightning.pytorch", "lightning.fabric", "comet_ml")
+    handlers = [
+        handler
+        for name in names
+        for handler in logging.getLogger(name).handlers
+        if type(handler) is logging.StreamHandler
+    ]
+    saved = [handler.stream for handler in handlers]
+    for handler in handlers:
+        handler.stream = sys.stderr  # not setStream: it flushes the old, maybe closed, stream
+    yield
+    for handler, stream in zip(handlers, saved):
+        handler.stream = stream

@@ -16,7 +16,6 @@ run that had started, but its metadata must not say "finished".
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import shutil
@@ -561,29 +560,6 @@ TEST_FAST = [
     "--data.batch_size=100",
     "--evaluation.run_evaluation=false",
 ]
-
-
-@pytest.fixture(autouse=True)
-def log_handlers_on_current_stderr():
-    """Point the stream handlers of salt's and Lightning's loggers at this test's stderr.
-
-    They are created once, bound to the stderr of that moment (an earlier test's capture, closed
-    since); rebinding them lets captured stderr hold what a user would see.
-    """
-    import lightning  # noqa: F401  (creates Lightning's handlers)
-
-    handlers = [
-        handler
-        for name in ("salt", "lightning", "lightning.pytorch", "lightning.fabric")
-        for handler in logging.getLogger(name).handlers
-        if type(handler) is logging.StreamHandler
-    ]
-    saved = [handler.stream for handler in handlers]
-    for handler in handlers:
-        handler.stream = sys.stderr  # not setStream: it flushes the old, maybe closed, stream
-    yield
-    for handler, stream in zip(handlers, saved):
-        handler.stream = stream
 
 
 @pytest.fixture(scope="module")

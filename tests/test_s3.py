@@ -99,13 +99,15 @@ def s3_server():
         aws_access_key_id="bootstrap",
         aws_secret_access_key="bootstrap",
     )
-    iam.create_user(UserName="salt")
+    # moto's backends are shared by every server of this process: a user name per server
+    user = f"salt-{port}"
+    iam.create_user(UserName=user)
     policy = {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
     }
-    iam.put_user_policy(UserName="salt", PolicyName="all", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName="salt")["AccessKey"]
+    iam.put_user_policy(UserName=user, PolicyName="all", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
     requests.post(f"{url}/moto-api/reset-auth", data=b"0", timeout=10)  # authenticate from now on
     try:
         yield Server(url, key["AccessKeyId"], key["SecretAccessKey"])

@@ -11,6 +11,10 @@ from torch import Tensor
 from salt.data.parameters import ParameterSampler
 
 SPECIAL_GROUPS = ("GLOBAL", "PARAMETERS")
+# labels["EVENT"]["weight"]: the per-row training weight read from ``data.weight_field``; it
+# belongs to no input type, so the tasks find it here whatever the global object is called
+EVENT = "EVENT"
+EVENT_WEIGHT = "weight"
 
 Batch = tuple[dict[str, Tensor], dict[str, Tensor], dict[str, dict[str, Tensor]]]
 ArrayBatch = tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]
@@ -31,7 +35,8 @@ class BatchBuilder:
     """Vectorised conversion of a block of rows (no per-jet Python).
 
     Inputs become float32 with padded entries zeroed, pad masks are True where padded, integer
-    labels become int64 and float labels float32.
+    labels become int64 and float labels float32. With ``weight = (dataset, field)`` the
+    per-row training weights are added as float32 ``labels[EVENT][EVENT_WEIGHT]``.
     """
 
     inputs: list[InputSpec]
@@ -39,6 +44,7 @@ class BatchBuilder:
     description: str = "file"
     parameters: ParameterSampler | None = None
     parameter_mode: str = "train"  # "train": draw for background jets, "test": the test value
+    weight: tuple[str, str] | None = None  # (dataset, field) of the per-row training weight
 
     def build(
         self,
@@ -74,7 +80,22 @@ class BatchBuilder:
                 labels[name][label] = values.astype(
                     np.int64 if kind in "iub" else np.float32, copy=False
                 )
+        if self.weight is not None:
+            labels[EVENT] = {EVENT_WEIGHT: self._weights(raw, row_numbers)}
         return inputs, masks, labels
+
+    def _weights(self, raw: dict[str, np.ndarray], row_numbers: np.ndarray) -> np.ndarray:
+        """The weight column as float32; a NaN or inf weight would silently poison the loss."""
+        assert self.weight is not None
+        dataset, name = self.weight
+        weights = raw[dataset][name].astype(np.float32)
+        if weights.size and not (np.isfinite(weights.min()) and np.isfinite(weights.max())):
+            row = int(row_numbers[int(np.argmin(np.isfinite(weights)))])
+            raise ValueError(
+                f"{self.description}: non-finite weight in '{dataset}.{name}' (data.weight_field) "
+                f"at row {row}"
+            )
+        return weights
 
     def _check_finite(self, spec: InputSpec, x: np.ndarray, row_numbers: np.ndarray) -> None:
         # two reductions instead of a full boolean array: NaN and inf both surface in min/max

@@ -13,14 +13,15 @@ from torch.utils.data import DataLoader
 from salt.data.batch import SPECIAL_GROUPS, BatchBuilder, InputSpec
 from salt.data.dataset import ChunkedH5Dataset, make_loader
 from salt.data.h5_source import DatasetRead, H5Source
+from salt.data.mixing import Mixture, check_sample_weights
 from salt.data.parameters import ParameterSampler, ParameterSpec
-from salt.data.paths import resolve_files
+from salt.data.paths import is_grouped, resolve_files, resolve_groups
 from salt.s3.config import S3Config
 from salt.utils.h5 import read_class_names
 
 log = logging.getLogger(__name__)
 
-FileSpec = str | list[str]
+FileSpec = str | list[str] | dict[str, str | list[str]]
 
 
 def canonical_variables(variables: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -40,7 +41,9 @@ class SaltDataModule(L.LightningDataModule):
     """FTAG HDF5 training files, read in large contiguous chunks with only the needed fields.
 
     Args:
-        train_file: a path, a glob or a list of paths/globs read as one dataset.
+        train_file: a path, a glob or a list of paths/globs read as one dataset; or named
+            groups of those, ``{group: files}`` (e.g. one group per physics process), which
+            are mixed into every chunk (see *Sample mixing* below).
         val_file: as ``train_file``, for validation.
         norm_dict: YAML ``{dataset: {variable: {mean, std}}}``.
         variables: ``{input_type: [fields]}``; the global object is one input type; special
@@ -58,6 +61,13 @@ class SaltDataModule(L.LightningDataModule):
         chunk_size: rows loaded and shuffled together.
         block_size: rows per contiguous read; blocks are permuted every epoch.
         seed: base of the per-epoch shuffles.
+        sample_weights: ``{group: weight}``, the share of each group of ``train_file`` (and of
+            a grouped ``val_file``) in every chunk and epoch; relative numbers, normalised by
+            their sum. Default: proportional to each group's rows.
+        weight_field: a field of the global object's dataset (e.g. ``weight``) holding a
+            per-jet training weight: every task loss becomes the weighted mean of its
+            per-jet losses (constituent-level tasks give each constituent its jet's weight).
+            Read for training and validation, not for ``salt test``.
         PARAMETERS: for parameterised networks, ``{variable: {train: [values], test: value,
             prob: [probabilities]}}`` per variable of ``variables.PARAMETERS``: background jets
             get a value drawn from ``train`` (with ``prob``) in training and validation, all
@@ -66,6 +76,35 @@ class SaltDataModule(L.LightningDataModule):
             ``secKey``, ``url``, ``bucket``, ``download_path``, ``download_files``; see
             :class:`salt.s3.config.S3Config`). The CLI acts on it before this module is built
             (downloads, local paths, keys hidden); the module itself only reads local files.
+
+    Sample mixing:
+        Files are often written one process at a time (``ttbar``, ``zprime``, ...). Give them
+        as named groups, optionally with sampling weights::
+
+            data:
+              train_file:
+                ttbar: [/data/ttbar_part1.h5, /data/ttbar_part2.h5]
+                zprime: /data/zprime_*.h5
+              val_file:
+                ttbar: /data/val_ttbar.h5
+                zprime: /data/val_zprime.h5
+              sample_weights: {ttbar: 0.7, zprime: 0.3}   # optional
+              weight_field: weight                         # optional, per-jet weights
+
+        Every chunk of ``chunk_size`` rows then takes a stretch of rows from every file of every
+        group (still as contiguous reads), the groups in proportion to ``sample_weights`` and
+        the files of a group in proportion to their rows, and is shuffled, so every batch mixes
+        the processes. The order is a function of (``seed``, epoch), sharded by rank then
+        worker with the same number of steps on every rank.
+
+        An epoch never draws a row twice. It holds ``num_train`` rows, or by default as many as
+        the weights allow: all rows of all groups with the default (proportional) weights;
+        with other weights the epoch ends where the first group runs out, the other groups
+        contributing a subset of their rows that changes from epoch to epoch (their blocks are
+        permuted anew). ``num_train`` larger than that is an error naming the group. A grouped
+        ``val_file`` is mixed the same way, unshuffled (the same rows every epoch, the first
+        ones of each file when ``num_val`` or the weights take a subset). A grouped
+        ``test_file`` is read group after group, every row once, in file order.
     """
 
     def __init__(
@@ -89,6 +128,8 @@ class SaltDataModule(L.LightningDataModule):
         chunk_size: int = 50_000,
         block_size: int = 5_000,
         seed: int = 42,
+        sample_weights: dict[str, float] | None = None,
+        weight_field: str | None = None,
         PARAMETERS: dict[str, ParameterSpec] | None = None,
         config_S3: S3Config | None = None,
     ):
@@ -109,6 +150,9 @@ class SaltDataModule(L.LightningDataModule):
         self.chunk_size = chunk_size
         self.block_size = block_size
         self.seed = seed
+        self.sample_weights = dict(sample_weights) if sample_weights is not None else None
+        self.weight_field = weight_field
+        self._check_groups()
         self.parameters = (
             ParameterSampler(PARAMETERS, self.variables.get("PARAMETERS", []))
             if PARAMETERS
@@ -127,6 +171,22 @@ class SaltDataModule(L.LightningDataModule):
                     f"data.num_inputs: '{name}' is not a constituent input type "
                     f"(expected one of {self.constituent_names})"
                 )
+
+    def _check_groups(self) -> None:
+        """Sample weights name the groups of every grouped training/validation file spec."""
+        if self.weight_field is not None and not self.weight_field:
+            raise ValueError("data.weight_field: expected a field name (or null for no weights)")
+        if self.sample_weights is None:
+            return
+        if not is_grouped(self.files["train"]):
+            raise ValueError(
+                "data.sample_weights: data.train_file must be named groups ({group: files}) "
+                "for sample weights"
+            )
+        for split in ("train", "val"):
+            spec = self.files[split]
+            if isinstance(spec, dict):
+                check_sample_weights(self.sample_weights, list(spec), f"{split}_file")
 
     # -- what the rest of salt asks the data layer -----------------------------------------
     @property
@@ -157,16 +217,21 @@ class SaltDataModule(L.LightningDataModule):
         return read_class_names(path, self.dataset_name(input_name), label)
 
     def label_values(self, input_name: str, label: str, max_rows: int = 200_000) -> np.ndarray:
-        """The distinct values of a label in the first ``max_rows`` training rows."""
-        files = resolve_files(self.files["train"], "train_file")  # type: ignore[arg-type]
+        """The distinct values of a label in the first ``max_rows`` training rows.
+
+        With groups the rows are shared out over all files, so that every process is looked at.
+        """
+        spec = self.files["train"]
+        files = resolve_files(spec, "train_file")  # type: ignore[arg-type]
         dataset = self.dataset_name(input_name)
         seen: list[np.ndarray] = []
         remaining = max_rows if self.num_rows["train"] < 0 else self.num_rows["train"]
+        per_file = -(-remaining // len(files)) if is_grouped(spec) else remaining
         for path in files:
             if remaining <= 0:
                 break
             with h5py.File(path, "r") as h5:
-                column = h5[dataset].fields([label])[:remaining][label]
+                column = h5[dataset].fields([label])[: min(per_file, remaining)][label]
             remaining -= len(column)
             seen.append(np.unique(column))
         return np.unique(np.concatenate(seen)) if seen else np.array([], dtype=np.int64)
@@ -179,7 +244,7 @@ class SaltDataModule(L.LightningDataModule):
             specs.append(InputSpec(name, self.dataset_name(name), names, constituent))
         return specs
 
-    def _reads(self, specs: list[InputSpec]) -> dict[str, DatasetRead]:
+    def _reads(self, specs: list[InputSpec], weighted: bool = False) -> dict[str, DatasetRead]:
         reads: dict[str, DatasetRead] = {}
         for spec in specs:
             read = reads.setdefault(spec.dataset, DatasetRead())
@@ -189,28 +254,52 @@ class SaltDataModule(L.LightningDataModule):
                 read.max_len = self.num_inputs.get(spec.name)
         for name, fields in self.label_fields.items():
             reads.setdefault(self.dataset_name(name), DatasetRead()).add(fields)
+        if weighted and self.weight_field is not None:
+            reads.setdefault(self.dataset_name(self.global_object), DatasetRead()).add(
+                [self.weight_field]
+            )
         return reads
 
-    def build_dataset(self, split: str) -> ChunkedH5Dataset:
-        spec_files = self.files[split]
-        if spec_files is None:
+    def _mixture(self, source: H5Source, groups: dict[str, list[Path]], split: str) -> Mixture:
+        """How many rows of each file of each group one epoch draws."""
+        file_rows: dict[str, list[int]] = {}
+        index = 0
+        for name, files in groups.items():
+            file_rows[name] = source.rows_per_file[index : index + len(files)]
+            index += len(files)
+        return Mixture.build(file_rows, self.sample_weights, self.num_rows[split], f"{split}_file")
+
+    def _file_groups(self, split: str) -> tuple[dict[str, list[Path]], bool]:
+        """The split's files by group, and whether they are mixed (named groups, not test).
+
+        An ungrouped spec is one group named ``""``; so is a grouped test file, which is read
+        group after group in file order so that predictions line up with the files.
+        """
+        spec = self.files[split]
+        if spec is None:
             raise ValueError(f"data.{split}_file is not set (needed for this command)")
         key = f"{split}_file"
-        files = resolve_files(spec_files, key)
+        if is_grouped(spec) and split != "test":
+            return resolve_groups(spec, key), True  # type: ignore[arg-type]
+        return {"": resolve_files(spec, key)}, False
+
+    def build_dataset(self, split: str) -> ChunkedH5Dataset:
+        key = f"{split}_file"
+        groups, mixed = self._file_groups(split)
+        files = [f for group in groups.values() for f in group]
+        weight = None
+        if self.weight_field is not None and split != "test":
+            weight = (self.dataset_name(self.global_object), self.weight_field)
         specs = self._specs()
-        reads = self._reads(specs)
-        source = H5Source(files, reads, key)
-        self._check_fields(source, specs)
-        available = source.num_rows
-        if available == 0:
-            raise ValueError(f"data.{split}_file: {', '.join(map(str, files))} has no rows")
-        wanted = self.num_rows[split]
-        if wanted > available:
-            raise ValueError(
-                f"data.num_{split}={wanted} is larger than the {available} rows in "
-                f"{', '.join(map(str, files))}"
-            )
-        num_rows = available if wanted < 0 else wanted
+        source = H5Source(files, self._reads(specs, weight is not None), key)
+        if weight is not None:  # often added to some samples only: look at every file
+            for index in range(len(files)):
+                self._check_weight_field(source, index)
+        firsts = np.cumsum([0, *(len(g) for g in groups.values())])[:-1]
+        for index in firsts.tolist():
+            self._check_fields(source, specs, index)
+        mixture = self._mixture(source, groups, split) if mixed else None
+        num_rows = mixture.num_rows if mixture is not None else self._num_rows(split, source)
         labels = {n: (self.dataset_name(n), f) for n, f in self.label_fields.items()}
         builder = BatchBuilder(
             specs,
@@ -218,6 +307,7 @@ class SaltDataModule(L.LightningDataModule):
             description=", ".join(map(str, files)),
             parameters=self.parameters,
             parameter_mode="test" if split == "test" else "train",
+            weight=weight,
         )
         dataset = ChunkedH5Dataset(
             source,
@@ -228,14 +318,49 @@ class SaltDataModule(L.LightningDataModule):
             chunk_size=self.chunk_size,
             block_size=self.block_size,
             seed=self.seed,
+            mixture=mixture,
         )
-        log.info("%s: %d rows from %d file(s)", split, num_rows, len(files))
+        if mixture is not None:
+            log.info("%s: %d rows per epoch (%s)", split, num_rows, mixture.describe())
+        else:
+            log.info("%s: %d rows from %d file(s)", split, num_rows, len(files))
         return dataset
 
-    def _check_fields(self, source: H5Source, specs: list[InputSpec]) -> None:
-        where = source.files[0]
+    def _num_rows(self, split: str, source: H5Source) -> int:
+        """Rows of an unmixed split: ``num_<split>`` first rows, or all of them."""
+        available = source.num_rows
+        names = ", ".join(map(str, source.files))
+        if available == 0:
+            raise ValueError(f"data.{split}_file: {names} has no rows")
+        wanted = self.num_rows[split]
+        if wanted > available:
+            raise ValueError(
+                f"data.num_{split}={wanted} is larger than the {available} rows in {names}"
+            )
+        return available if wanted < 0 else wanted
+
+    def _check_weight_field(self, source: H5Source, index: int) -> None:
+        """The weight field exists in file ``index`` and is numeric."""
+        where = source.files[index]
+        dataset = self.dataset_name(self.global_object)
+        dtype = source.dtype(dataset, index)
+        names = dtype.names or ()
+        if self.weight_field not in names:
+            raise KeyError(
+                f"{where}: weight field '{self.weight_field}' (data.weight_field) not found in "
+                f"dataset '{dataset}' (available: {', '.join(names)})"
+            )
+        if dtype[self.weight_field].kind not in "fiu":
+            raise TypeError(
+                f"{where}: weight field '{dataset}.{self.weight_field}' has dtype "
+                f"{dtype[self.weight_field]} (expected a number)"
+            )
+
+    def _check_fields(self, source: H5Source, specs: list[InputSpec], index: int = 0) -> None:
+        """Fields, dtypes and shapes of file ``index`` (the first of each group is checked)."""
+        where = source.files[index]
         for dataset, read in source.reads.items():
-            dtype = source.dtype(dataset)
+            dtype = source.dtype(dataset, index)
             if dtype.names is None:
                 raise ValueError(f"{where}: dataset '{dataset}' is not a structured array")
             for name in read.fields:
@@ -255,14 +380,14 @@ class SaltDataModule(L.LightningDataModule):
                         "(inputs and labels must be numeric)"
                     )
         for spec in specs:
-            dtype = source.dtype(spec.dataset)
+            dtype = source.dtype(spec.dataset, index)
             for var in spec.variables:
                 if dtype[var].kind not in "fiub":
                     raise TypeError(
                         f"{where}: '{spec.dataset}.{var}' has dtype {dtype[var]} "
                         "(inputs must be numeric)"
                     )
-            ndim = len(source.shape(spec.dataset))
+            ndim = len(source.shape(spec.dataset, index))
             if spec.constituent and ndim != 2:
                 raise ValueError(
                     f"{where}: '{spec.dataset}' has {ndim} dimension(s), expected 2 (rows, "
@@ -285,8 +410,29 @@ class SaltDataModule(L.LightningDataModule):
             self.datasets[split], self.num_workers, self.pin_memory, self.persistent_workers
         )
 
+    def _batches_done(self) -> int | None:
+        """Training batches of this epoch the trainer has processed (saved in checkpoints)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return None
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
+    def _training_epoch(self) -> int | None:
+        """The epoch the trainer is about to train (also right after a resume)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return None
+        return int(trainer.fit_loop.epoch_progress.current.processed)
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        return make_loader(
+            self.datasets["train"],
+            self.num_workers,
+            self.pin_memory,
+            self.persistent_workers,
+            batches_done=self._batches_done,
+            epoch=self._training_epoch,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

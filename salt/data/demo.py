@@ -892,6 +892,12 @@ def demo_data_main(argv: list[str] | None = None) -> int:
         "--block-size", type=_non_negative_int, default=100_000, help="jets per write"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--processes",
+        action="store_true",
+        help="also split train and val into process-like files with a per-jet weight "
+        "(<split>_ttbar.h5, <split>_zprime.h5) for configs/toolbox/sample_mixing.yaml",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
@@ -904,7 +910,12 @@ def demo_data_main(argv: list[str] | None = None) -> int:
             block_size=args.block_size,
             overwrite=args.overwrite,
         )
-    except (FileExistsError, ValueError) as err:
+        if args.processes:
+            from salt.data.demo_processes import write_process_files
+
+            splits = tuple(s for s in ("train", "val") if s in outputs)
+            processes = write_process_files(args.out, splits, overwrite=args.overwrite)
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"salt demo-data: error: {err}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - start
@@ -915,6 +926,9 @@ def demo_data_main(argv: list[str] | None = None) -> int:
             size_mb = path.stat().st_size / 1e6
             print(f"{split:>5}: {path}  {getattr(args, split):,} jets  {size_mb:,.0f} MB")
     print(f" dicts: {outputs['norm_dict']}  {outputs['class_dict']}")
+    if args.processes:
+        for split, paths in processes.items():
+            print(f"{split:>5}: " + "  ".join(str(p) for p in paths.values()))
     rate = total / seconds if seconds > 0 else float("inf")
     print(f"{total:,} jets in {seconds:.1f} s: {rate:,.0f} jets/s ({rate * 60 / 1e6:.2f} M/min)")
     return 0

@@ -69,12 +69,15 @@ class H5Source:
     def num_rows(self) -> int:
         return int(self.offsets[-1])
 
-    def dtype(self, dataset: str) -> np.dtype:
-        with _open(self.files[0], self.key) as h5, _damaged(self.files[0], self.key, "metadata"):
+    def dtype(self, dataset: str, index: int = 0) -> np.dtype:
+        """The dtype of ``dataset`` in file ``index`` (the first by default)."""
+        path = self.files[index]
+        with _open(path, self.key) as h5, _damaged(path, self.key, "metadata"):
             return h5[dataset].dtype
 
-    def shape(self, dataset: str) -> tuple[int, ...]:
-        with _open(self.files[0], self.key) as h5, _damaged(self.files[0], self.key, "metadata"):
+    def shape(self, dataset: str, index: int = 0) -> tuple[int, ...]:
+        path = self.files[index]
+        with _open(path, self.key) as h5, _damaged(path, self.key, "metadata"):
             return tuple(h5[dataset].shape)
 
     def attrs(self, dataset: str) -> dict:

@@ -1,24 +1,34 @@
-"""Resolve the file specifications users write (a path, a list of paths, a glob) to real files."""
+"""Resolve the file specifications users write (a path, a list of paths, a glob, named groups of
+those) to real files."""
 
 from __future__ import annotations
 
 import glob
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 FileSpec = str | Path | Sequence[str | Path]
+GroupedSpec = FileSpec | Mapping[str, FileSpec]
 
 
-def resolve_files(spec: FileSpec, key: str = "file") -> list[Path]:
+def is_grouped(spec: object) -> bool:
+    """True for the ``{group name: files}`` form (e.g. one group per physics process)."""
+    return isinstance(spec, Mapping)
+
+
+def resolve_files(spec: GroupedSpec, key: str = "file") -> list[Path]:
     """Expand a path, a glob or a list of either into an ordered list of existing files.
 
     Several files are read as one dataset, so the order must be reproducible: each glob is sorted,
-    and a list keeps the order the user wrote.
+    and a list keeps the order the user wrote. Named groups give the files of every group, group
+    after group in the order written (what a reader without mixing, such as ``salt test``, needs).
 
     Raises:
         FileNotFoundError: naming the config key and the pattern that matched nothing.
     """
-    items = [spec] if isinstance(spec, str | Path) else list(spec)
+    if is_grouped(spec):
+        return [f for files in resolve_groups(spec, key).values() for f in files]  # type: ignore[arg-type]
+    items = [spec] if isinstance(spec, str | Path) else list(spec)  # type: ignore[arg-type]
     if not items:
         raise FileNotFoundError(f"data.{key}: no file given (expected a path, a glob or a list)")
     files: list[Path] = []
@@ -35,3 +45,32 @@ def resolve_files(spec: FileSpec, key: str = "file") -> list[Path]:
                 raise FileNotFoundError(f"data.{key}: file '{text}' does not exist")
             files.append(path)
     return files
+
+
+def resolve_groups(spec: Mapping[str, FileSpec], key: str = "file") -> dict[str, list[Path]]:
+    """``{group: files}`` for the grouped form, each group resolved like :func:`resolve_files`.
+
+    A file may belong to one group only: listed twice, its rows would be drawn twice as often.
+
+    Raises:
+        ValueError: no group, an unnamed or empty group, or a file in two groups.
+        FileNotFoundError: as :func:`resolve_files`, naming ``data.<key>.<group>``.
+    """
+    if not spec:
+        raise ValueError(f"data.{key}: no group given (expected {{group name: files}})")
+    groups: dict[str, list[Path]] = {}
+    owner: dict[Path, str] = {}
+    for name, files in spec.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"data.{key}: group names must be non-empty strings, got {name!r}")
+        if files is None or (not isinstance(files, str | Path) and not list(files)):
+            raise ValueError(f"data.{key}.{name}: empty group (expected a path, a glob or a list)")
+        groups[name] = resolve_files(files, f"{key}.{name}")
+        for path in groups[name]:
+            first = owner.setdefault(path.resolve(), name)
+            if first != name:
+                raise ValueError(
+                    f"data.{key}: '{path}' is in groups '{first}' and '{name}' (a file may "
+                    "belong to one group only)"
+                )
+    return groups

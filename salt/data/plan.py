@@ -37,7 +37,7 @@ def shuffled_segments(
     starts = np.arange(0, num_rows, block_size)
     if rng is not None:
         starts = rng.permutation(starts)
-    return [(int(s), int(min(s + block_size, num_rows))) for s in starts]
+    return [(int(s), min(int(s) + block_size, num_rows)) for s in starts]
 
 
 def take_rows(segments: list[Segment], begin: int, end: int) -> list[Segment]:
@@ -74,28 +74,26 @@ def even_sizes(num_rows: int, num_parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(num_parts)]
 
 
-def plan_rank(
+def rank_loads(
     num_rows: int,
     batch_size: int,
     chunk_size: int,
-    block_size: int,
     world_size: int = 1,
     rank: int = 0,
-    rng: np.random.Generator | None = None,
-) -> list[Load]:
-    """All loads of one rank for one epoch, in reading order.
+) -> list[tuple[Segment, tuple[int, ...]]]:
+    """One rank's loads as ``((begin, end), batch sizes)`` in positions of the epoch order.
 
     Loads hold ``chunk_size`` rows (a multiple of the batch size) so only the last one has a
     short batch; the last load is split so that every rank has exactly
-    :func:`batches_per_rank` batches.
+    :func:`batches_per_rank` batches. Which rows a position stands for is up to the caller
+    (:func:`plan_rank`, or a sample mixture).
     """
     if num_rows < world_size:
         raise ValueError(f"cannot share {num_rows} rows across {world_size} ranks")
     chunk_size = max(batch_size, (chunk_size // batch_size) * batch_size)
-    order = shuffled_segments(num_rows, block_size, rng)
     begin, end = rank_bounds(num_rows, world_size, rank)
     target = batches_per_rank(num_rows, world_size, batch_size)
-    loads: list[Load] = []
+    loads: list[tuple[Segment, tuple[int, ...]]] = []
     done_batches = 0
     for load_begin in range(begin, end, chunk_size):
         load_end = min(load_begin + chunk_size, end)
@@ -109,8 +107,27 @@ def plan_rank(
         else:
             sizes = [batch_size] * (rows // batch_size)
         done_batches += len(sizes)
-        loads.append(Load(tuple(take_rows(order, load_begin, load_end)), tuple(sizes)))
+        loads.append(((load_begin, load_end), tuple(sizes)))
     return loads
+
+
+def plan_rank(
+    num_rows: int,
+    batch_size: int,
+    chunk_size: int,
+    block_size: int,
+    world_size: int = 1,
+    rank: int = 0,
+    rng: np.random.Generator | None = None,
+) -> list[Load]:
+    """All loads of one rank for one epoch, in reading order (see :func:`rank_loads`)."""
+    if num_rows < world_size:
+        raise ValueError(f"cannot share {num_rows} rows across {world_size} ranks")
+    order = shuffled_segments(num_rows, block_size, rng)
+    return [
+        Load(tuple(take_rows(order, begin, end)), sizes)
+        for (begin, end), sizes in rank_loads(num_rows, batch_size, chunk_size, world_size, rank)
+    ]
 
 
 def ordered_batches(

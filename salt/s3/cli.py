@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from salt.run_dir import current_umask
 from salt.s3.config import (
     DATA_KEYS,
     S3Settings,
@@ -67,6 +68,8 @@ def _set(obj: Any, key: str, value: Any) -> None:
 def _items(spec: Any) -> list[str]:
     if spec is None:
         return []
+    if isinstance(spec, Mapping):  # {group: files} (sample mixing): every group's files
+        return [item for files in spec.values() for item in _items(files)]
     return [str(s) for s in spec] if isinstance(spec, list | tuple) else [str(spec)]
 
 
@@ -259,16 +262,24 @@ class S3Session:
             spec = _get(data, key)
             if spec is None:
                 continue
-            locals_: list[str] = []
-            for item in _items(spec):
-                for url in self._expand(key, self._url_of(key, item)):
-                    dest = self.local_for(url)
-                    items.append((url, dest))
-                    locals_.append(str(dest))
-            values[key] = (
-                locals_ if isinstance(spec, list | tuple) or len(locals_) > 1 else (locals_[0])
-            )
+            if isinstance(spec, Mapping):  # {group: files}: localised group by group
+                values[key] = {
+                    name: self._plan_spec(f"{key}.{name}", files, items)
+                    for name, files in spec.items()
+                }
+            else:
+                values[key] = self._plan_spec(key, spec, items)
         return items, values
+
+    def _plan_spec(self, key: str, spec: Any, items: list[tuple[str, Path]]) -> Any:
+        """The local value of one path/glob/list, adding its downloads to ``items``."""
+        locals_: list[str] = []
+        for item in _items(spec):
+            for url in self._expand(key, self._url_of(key, item)):
+                dest = self.local_for(url)
+                items.append((url, dest))
+                locals_.append(str(dest))
+        return locals_ if isinstance(spec, list | tuple) or len(locals_) > 1 else locals_[0]
 
     def download(
         self, items: Sequence[tuple[str, Path]], progress: bool | None = None
@@ -326,6 +337,8 @@ class S3Session:
             _set(data, "config_S3", redacted(_get(data, "config_S3")))
 
     def _to_urls(self, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {name: self._to_urls(v) for name, v in value.items()}
         if isinstance(value, list | tuple):
             return [self._to_urls(v) for v in value]
         if isinstance(value, str | Path) and not is_s3_url(str(value)):
@@ -490,6 +503,7 @@ def _write_local_config(path: Path, config: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w") as handle:
             handle.write(LOCAL_CONFIG_HEADER)
             yaml.safe_dump(dict(config), handle, sort_keys=False)

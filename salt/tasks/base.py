@@ -4,16 +4,22 @@ Also the masking helpers the heads use. Losses are evaluated element by element 
 the entries that take part (real constituents, known labels, finite targets): this needs no host
 sync (no boolean indexing), so it stays fast and compiles, and an empty selection gives a zero
 loss instead of the NaN of a mean over nothing.
+
+With per-jet training weights (``data.weight_field``, found in the labels under
+``labels[EVENT][EVENT_WEIGHT]``) the mean becomes the weighted mean; constituents and
+constituent pairs take the weight of their jet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
+from salt.data.batch import EVENT, EVENT_WEIGHT
 from salt.models.configs import DenseConfig
 from salt.models.dense import Dense
 
@@ -49,6 +55,49 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     """
     mask = mask.to(values.dtype)
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def event_weights(labels: Mapping[str, Mapping[str, Tensor]]) -> Tensor | None:
+    """The per-jet training weights (B,) when the data layer reads a ``data.weight_field``."""
+    group = labels.get(EVENT)
+    return None if group is None else group.get(EVENT_WEIGHT)
+
+
+def per_jet(weights: Tensor, like: Tensor) -> Tensor:
+    """Jet weights (B,) shaped to broadcast against ``like`` (B, ...): constituents, pairs and
+    targets of a jet all take the jet's weight."""
+    return weights.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def weighted_mean(values: Tensor, mask: Tensor, weights: Tensor) -> Tensor:
+    """``sum(w * values) / sum(w)`` over the True entries of ``mask``; ``weights`` is (B,).
+
+    A zero total weight (nothing selected) gives 0. Like :func:`masked_mean`, ``values`` must
+    be finite everywhere.
+    """
+    w = mask.to(values.dtype) * per_jet(weights, values)
+    total = w.sum()
+    return (values * w).sum() / torch.where(total != 0, total, torch.ones_like(total))
+
+
+@contextmanager
+def unreduced(loss: nn.Module, task_name: str) -> Iterator[nn.Module]:
+    """Call a torch-style loss with ``reduction='none'`` for a moment, for per-jet weighting.
+
+    Losses keep their own reduction otherwise, so a run without weights computes exactly what
+    it did before.
+    """
+    if not hasattr(loss, "reduction"):
+        raise ValueError(
+            f"task '{task_name}': loss {type(loss).__name__} has no 'reduction' attribute; "
+            "data.weight_field needs a loss that can return one value per sample"
+        )
+    reduction = cast(Any, loss).reduction
+    cast(Any, loss).reduction = "none"
+    try:
+        yield loss
+    finally:
+        cast(Any, loss).reduction = reduction
 
 
 def valid_mask(x: Tensor, pad_mask: Tensor | None) -> Tensor:

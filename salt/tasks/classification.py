@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from salt.models.configs import DenseConfig
-from salt.tasks.base import TaskBase, fill_padding
+from salt.tasks.base import TaskBase, event_weights, fill_padding, per_jet, unreduced
 
 
 class ClassificationTask(TaskBase):
@@ -21,6 +21,10 @@ class ClassificationTask(TaskBase):
             loss.
         use_class_dict: weight the loss by the class dict's weights for this label.
         See :class:`salt.tasks.base.TaskBase` for the other arguments.
+
+    With per-jet weights (``data.weight_field``) the loss is evaluated per sample and averaged
+    with those weights (see :meth:`weighted_loss`); class weights and ``ignore_index`` keep
+    their meaning.
     """
 
     label: str
@@ -129,8 +133,39 @@ class ClassificationTask(TaskBase):
         keep = target >= 0
         if pad_mask is not None:
             keep = keep & ~pad_mask
+        weights = event_weights(labels)
+        if weights is not None:
+            return logits, self.weighted_loss(logits, target, keep, weights)
         loss = self.loss(logits[keep], target[keep])
         return logits, loss
+
+    def weighted_loss(
+        self, logits: Tensor, target: Tensor, keep: Tensor, weights: Tensor
+    ) -> Tensor:
+        """The loss's own reduction, with each sample counted ``weights`` (B,) times.
+
+        ``mean`` becomes ``sum_i w_i l_i / sum_i w_i c_i``, where ``l_i`` is the per-sample loss
+        (which includes the class weight ``c_i`` of its target, 1 without class weights): with
+        all ``w_i = 1`` this is exactly the weighted mean of ``CrossEntropyLoss``. ``sum``
+        becomes ``sum_i w_i l_i``. Constituents take the weight of their jet; samples left out
+        (unknown label, padding, ``ignore_index``) take no part.
+        """
+        ignore_index = getattr(self.loss, "ignore_index", None)
+        if isinstance(ignore_index, int):
+            keep = keep & (target != ignore_index)
+        safe = torch.where(keep, target, torch.zeros_like(target))
+        with unreduced(self.loss, self.name) as loss:
+            per_sample = loss(logits.reshape(-1, logits.shape[-1]), safe.reshape(-1))
+        per_sample = per_sample.reshape(target.shape)
+        w = keep.to(per_sample.dtype) * per_jet(weights, per_sample)
+        total = (per_sample * w).sum()
+        if getattr(self.loss, "reduction", "mean") == "sum":
+            return total
+        class_weights = getattr(self.loss, "weight", None)
+        if isinstance(class_weights, Tensor):
+            w = w * class_weights.to(w)[safe]
+        norm = w.sum()
+        return total / torch.where(norm != 0, norm, torch.ones_like(norm))
 
     def probabilities(self, logits: Tensor) -> Tensor:
         return torch.softmax(logits, dim=-1)

@@ -3,7 +3,7 @@
 Targets are scaled before the loss (so targets of very different sizes, such as a pT in MeV and
 a fraction, weigh alike) and outputs are unscaled in ``predict``, so written predictions are in
 the units of the training file. Targets that are NaN (unknown) or padding take no part in the
-loss.
+loss, which is their mean (weighted by the per-jet weights of ``data.weight_field``, if set).
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from salt.models.configs import DenseConfig
-from salt.tasks.base import TaskBase, elementwise, fill_padding, masked_mean
+from salt.tasks.base import (
+    TaskBase,
+    elementwise,
+    event_weights,
+    fill_padding,
+    masked_mean,
+    weighted_mean,
+)
 
 
 class TargetScale(TypedDict, total=False):
@@ -127,7 +134,11 @@ class RegressionTask(TaskBase):
         if labels is None:
             return output, None
         target, usable = self.scaled_targets(labels, pad_mask)
-        return output, masked_mean(self.elementwise_loss(output.float(), target), usable)
+        values = self.elementwise_loss(output.float(), target)
+        weights = event_weights(labels)
+        if weights is None:
+            return output, masked_mean(values, usable)
+        return output, weighted_mean(values, usable, weights)
 
     def elementwise_loss(self, output: Tensor, target: Tensor) -> Tensor:
         """The loss of each output against each (scaled, finite) target, shape (..., T)."""

@@ -15,7 +15,15 @@ from torch import Tensor, nn
 
 from salt.models.configs import DenseConfig
 from salt.models.dense import make_activation
-from salt.tasks.base import TaskBase, elementwise, masked_mean, require_sizes, valid_mask
+from salt.tasks.base import (
+    TaskBase,
+    elementwise,
+    event_weights,
+    masked_mean,
+    require_sizes,
+    valid_mask,
+    weighted_mean,
+)
 
 # Under tracing (ONNX export) the number of constituents is not known when the graph is built;
 # this many squarings link chains of up to 2**8 + 1 constituents, and extra ones change nothing.
@@ -86,7 +94,8 @@ class VertexingTask(TaskBase):
 
     The target of a pair is 1 when both constituents carry the same vertex index >= 0 and 0
     otherwise; pairs with a padded constituent or a label < 0 (unknown) take no part, and the
-    loss is the mean over the remaining pairs.
+    loss is the mean over the remaining pairs (with ``data.weight_field``, weighted by the
+    weight of each pair's jet).
 
     Args:
         name: unique task name.
@@ -190,8 +199,11 @@ class VertexingTask(TaskBase):
         if labels is None:
             return logits, None
         target, take_part = self.pair_targets(labels, pad_mask)
-        loss = masked_mean(self.loss(logits.float(), target), take_part)
-        return logits, loss
+        values = self.loss(logits.float(), target)
+        weights = event_weights(labels)
+        if weights is None:
+            return logits, masked_mean(values, take_part)
+        return logits, weighted_mean(values, take_part, weights)
 
     def predict(self, output: Tensor, pad_mask: Tensor | None = None) -> dict[str, Tensor]:
         """``{"vertex_index": (B, L) int64}``: see :func:`vertex_indices` (-1 on padding)."""
