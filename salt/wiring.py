@@ -32,11 +32,21 @@ def _set_size(config: dict, key: str, value: int, where: str) -> dict:
 
 
 def _class_names_from_file(data: Any, input_name: str, label: str) -> list[str] | None:
-    spec = data.train_file or data.test_file
-    if spec is None:
-        return None
+    """From the training file, or the test file where only that one is at hand (``salt test``
+    or ``salt predict`` on another machine)."""
     dataset = data.input_map.get(input_name, input_name) if data.input_map else input_name
-    return read_class_names(resolve_files(spec, "train_file")[0], dataset, label)
+    for key in ("train_file", "test_file"):
+        spec = getattr(data, key)
+        if spec is None:
+            continue
+        try:
+            path = resolve_files(spec, key)[0]
+        except FileNotFoundError:
+            if key == "train_file" and data.test_file is not None:
+                continue
+            raise
+        return read_class_names(path, dataset, label)
+    return None
 
 
 def _wire_modules(

@@ -24,7 +24,7 @@ JET_CLASSES = ["bjets", "cjets", "ujets", "taujets"]
 ELECTRON_VARS = ["pt_frac", "dr", "d0Sig", "eop"]
 MAX_TRACKS, MAX_ELECTRONS = 12, 5
 
-# a tiny two-input, two-task network on top of GN2.yaml
+# a tiny two-input network with both auxiliary track tasks, on top of GN2.yaml
 TINY = {
     "model": {
         "model": {
@@ -60,6 +60,15 @@ TINY = {
                             "input_name": "tracks",
                             "label": "ftagTruthOriginLabel",
                             "class_names": ORIGINS,
+                            "dense_config": {"hidden_layers": [8]},
+                        },
+                    },
+                    {
+                        "class_path": "salt.models.VertexingTask",
+                        "init_args": {
+                            "name": "track_vertexing",
+                            "input_name": "tracks",
+                            "label": "ftagTruthVertexIndex",
                             "dense_config": {"hidden_layers": [8]},
                         },
                     },
@@ -188,6 +197,7 @@ def test_export_names_inputs_and_outputs(exported: Path):
     outputs = {o.name: dims(o) for o in model.graph.output}
     jet_outputs = ["tiny_pb", "tiny_pc", "tiny_pu", "tiny_ptau"]
     track_outputs = [f"tiny_track_origin_p{o}" for o in ORIGINS] + ["tiny_track_origin"]
+    track_outputs += ["tiny_track_vertexing_vertex_index"]
     assert list(outputs) == jet_outputs + track_outputs
     assert all(outputs[n] == ["batch"] for n in jet_outputs)
     assert all(outputs[n] == ["batch", "n_tracks"] for n in track_outputs)
@@ -195,7 +205,15 @@ def test_export_names_inputs_and_outputs(exported: Path):
 
 @pytest.mark.parametrize(
     ("batch", "n_tracks", "n_electrons"),
-    [(1, 0, 0), (1, 1, 1), (1, MAX_TRACKS, MAX_ELECTRONS), (37, 0, 0), (37, 1, 0), (37, 12, 5)],
+    [
+        (1, 0, 0),
+        (1, 1, 1),
+        (1, MAX_TRACKS, MAX_ELECTRONS),
+        (37, 0, 0),
+        (37, 1, 0),
+        (64, 12, 5),
+        (64, MAX_TRACKS, 0),
+    ],
 )
 def test_dynamic_axes_match_pytorch(exported, reference, batch, n_tracks, n_electrons):
     inputs, masks = raw_inputs(batch, n_tracks, n_electrons, seed=batch + n_tracks)
@@ -217,6 +235,9 @@ def test_dynamic_axes_match_pytorch(exported, reference, batch, n_tracks, n_elec
     primary = got["tiny_track_origin_pPrimary"]
     assert np.isnan(primary[padded]).all()
     np.testing.assert_allclose(primary[~padded], origin[..., 2][~padded], atol=1e-5, rtol=0)
+    vertexing = next(t for t in reference.model.tasks if t.name == "track_vertexing")
+    vertices = vertexing.predict(outputs["track_vertexing"], masks["tracks"])["vertex_index"]
+    np.testing.assert_array_equal(got["tiny_track_vertexing_vertex_index"], vertices.numpy())
 
 
 def test_metadata_round_trips(exported: Path, run_dir: Path, capsys):
