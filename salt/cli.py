@@ -104,6 +104,12 @@ class SaltCLI(LightningCLI):
             help="steps between writes of ckpts/last.ckpt (resume with --ckpt_path last)",
         )
         parser.add_argument(
+            "--save_top_k",
+            type=int,
+            default=-1,
+            help="keep the k checkpoints with the lowest val/loss (-1: every epoch's)",
+        )
+        parser.add_argument(
             "--log_train_memory",
             action="store_true",
             help="log host (and CUDA) memory during training (salt.callbacks.MemoryLogger)",
@@ -123,7 +129,11 @@ class SaltCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         # S3 first (data downloads, s3:// run directory staged locally): derive reads the files
         self.s3 = prepare_s3(self._active_config(), subcommand or "fit", download=not printing)
-        derive_config(self._active_config(), need_files=not printing)
+        derive_config(
+            self._active_config(),
+            need_files=not printing,
+            evaluating=subcommand in ("test", "predict"),
+        )
         if subcommand is None:  # run=False: no subcommand, the config is the whole namespace
             return
         if printing:
@@ -201,7 +211,7 @@ class SaltCLI(LightningCLI):
                     filename="epoch={epoch:03d}-val_loss={val/loss:.5f}",
                     auto_insert_metric_name=False,
                     monitor="val/loss",
-                    save_top_k=-1,
+                    save_top_k=cfg.save_top_k,
                     save_last=False,
                 ),
             )

@@ -31,9 +31,11 @@ def _set_size(config: dict, key: str, value: int, where: str) -> dict:
     return config
 
 
-def _class_names_from_file(data: Any, input_name: str, label: str) -> list[str] | None:
-    """From the training file, or the test file where only that one is at hand (``salt test``
-    or ``salt predict`` on another machine)."""
+def _class_names_from_file(
+    data: Any, input_name: str, label: str, evaluating: bool
+) -> list[str] | None:
+    """From the training file; when evaluating (``salt test``/``predict``, maybe on another
+    machine) from the test file if the training file is not at hand."""
     dataset = data.input_map.get(input_name, input_name) if data.input_map else input_name
     for key in ("train_file", "test_file"):
         spec = getattr(data, key)
@@ -42,7 +44,7 @@ def _class_names_from_file(data: Any, input_name: str, label: str) -> list[str] 
         try:
             path = resolve_files(spec, key)[0]
         except FileNotFoundError:
-            if key == "train_file" and data.test_file is not None:
+            if evaluating and key == "train_file" and data.test_file is not None:
                 continue
             raise
         return read_class_names(path, dataset, label)
@@ -120,11 +122,12 @@ def _wire_backbone(net_args: Any, variables: dict[str, list[str]], glob: str) ->
     return int(seq), int(pooled)
 
 
-def derive_config(cfg: Namespace, need_files: bool = True) -> None:
+def derive_config(cfg: Namespace, need_files: bool = True, evaluating: bool = False) -> None:
     """Complete ``cfg`` (a subcommand's namespace) in place.
 
     With ``need_files=False`` (for ``--print_config``) values that need the training file, such
-    as class names, are left unset when the file is not there.
+    as class names, are left unset when the file is not there; with ``evaluating`` they may
+    come from the test file instead.
     """
     data, module = cfg.data, cfg.model
     variables = canonical_variables(data.variables)
@@ -165,7 +168,7 @@ def derive_config(cfg: Namespace, need_files: bool = True) -> None:
             if getattr(args, "label_map", None):
                 raise ValueError(f"{where}: label_map needs class_names as well")
             try:
-                names = _class_names_from_file(data, args.input_name, args.label)
+                names = _class_names_from_file(data, args.input_name, args.label, evaluating)
             except FileNotFoundError:
                 if need_files:
                     raise

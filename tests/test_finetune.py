@@ -1,9 +1,11 @@
-"""Start from weights (init_weights + freeze) versus resume (--ckpt_path), and memory logging."""
+"""Training control: start from weights (init_weights + freeze), memory logging, bf16 on CPU,
+save_top_k."""
 
 from __future__ import annotations
 
 import csv
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,21 @@ def test_bad_init_weights_is_a_one_line_error_before_the_run_dir(demo_dir, tmp_p
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("salt: error: model.init_weights") and "missing.ckpt" in err
     assert not (tmp_path / "bad_run").exists()
+
+
+def test_bf16_mixed_on_cpu_keeps_the_best_checkpoint_and_last(demo_dir: Path, tmp_path: Path):
+    from salt.main import main
+
+    args = fit_args(demo_dir, tmp_path, "bf16", "--trainer.logger=false")
+    extra = ["--trainer.precision=bf16-mixed", "--save_top_k=1", "--trainer.max_epochs=3"]
+    assert main([*args, *extra, "--trainer.gradient_clip_val=1.0"]) == 0
+    run = tmp_path / "bf16_run"
+    kept = list((run / "ckpts").glob("epoch=*.ckpt"))
+    assert len(kept) == 1 and (run / "ckpts" / "last.ckpt").is_file()
+    with open(run / "metrics.csv") as f:
+        losses = [float(r["val/loss"]) for r in csv.DictReader(f) if r.get("val/loss")]
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
+    best = min(losses)
+    assert f"val_loss={best:.5f}" in kept[0].name  # the best epoch is the one kept
+    weights = last_epoch_ckpt(run)["state_dict"]
+    assert all(v.dtype != torch.bfloat16 for v in weights.values())  # fp32 master weights
