@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from salt.data.buffers import BufferPool
 from salt.data.parameters import ParameterSampler
 
 SPECIAL_GROUPS = ("GLOBAL", "PARAMETERS")
@@ -51,13 +52,15 @@ class BatchBuilder:
         raw: dict[str, np.ndarray],
         row_numbers: np.ndarray,
         rng: np.random.Generator | None = None,
+        pool: BufferPool | None = None,
     ) -> ArrayBatch:
-        """Convert the raw rows; ``row_numbers`` (global, per row) are for error messages."""
+        """Convert the raw rows; ``row_numbers`` (global, per row) are for error messages.
+        With a ``pool``, the inputs are written into reused buffers."""
         inputs: dict[str, np.ndarray] = {}
         masks: dict[str, np.ndarray] = {}
         for spec in self.inputs:
             rows = raw[spec.dataset]
-            x = as_float_matrix(rows, spec.variables)
+            x = as_float_matrix(rows, spec.variables, pool)
             if spec.constituent:
                 padded = ~rows["valid"]
                 np.copyto(x, 0.0, where=padded[..., None])
@@ -77,9 +80,8 @@ class BatchBuilder:
             for label in fields:
                 values = rows[label]
                 kind = values.dtype.kind
-                labels[name][label] = values.astype(
-                    np.int64 if kind in "iub" else np.float32, copy=False
-                )
+                # always a copy: the raw records' buffer is reused for a later chunk
+                labels[name][label] = values.astype(np.int64 if kind in "iub" else np.float32)
         if self.weight is not None:
             labels[EVENT] = {EVENT_WEIGHT: self._weights(raw, row_numbers)}
         return inputs, masks, labels
@@ -109,16 +111,24 @@ class BatchBuilder:
         )
 
 
-def as_float_matrix(rows: np.ndarray, variables: list[str]) -> np.ndarray:
+def as_float_matrix(
+    rows: np.ndarray, variables: list[str], pool: BufferPool | None = None
+) -> np.ndarray:
     """``(*rows.shape, len(variables))`` float32 from a structured array, in one C-level cast.
 
     Casting the multi-field view to a packed all-float32 record and viewing it as a matrix is
-    several times faster than copying field by field into an interleaved array.
+    several times faster than copying field by field into an interleaved array. With a
+    ``pool`` the result is written into a reused buffer.
     """
-    packed = np.dtype([(name, "<f4") for name in variables])
     if not variables:
         return np.zeros((*rows.shape, 0), dtype=np.float32)
-    return rows[variables].astype(packed).view(np.float32).reshape(*rows.shape, len(variables))
+    packed = np.dtype([(name, "<f4") for name in variables])
+    shape = (*rows.shape, len(variables))
+    if pool is None or rows.size == 0:
+        return rows[variables].astype(packed).view(np.float32).reshape(shape)
+    out = pool.take(shape, np.float32)
+    out.view(packed).reshape(rows.shape)[...] = rows[variables]  # fields cast by position
+    return out
 
 
 def take(batch: ArrayBatch, index: np.ndarray | slice) -> ArrayBatch:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from salt.data.batch import Batch, BatchBuilder, take, to_torch
+from salt.data.batch import ArrayBatch, Batch, BatchBuilder, take, to_torch
+from salt.data.buffers import BufferPool
 from salt.data.h5_source import H5Source
 from salt.data.mixing import Mixture
 from salt.data.plan import Load, ordered_batches, plan_rank
@@ -124,30 +126,61 @@ class ChunkedH5Dataset(IterableDataset):
         return plan_rank(self.num_rows, *args, rng=rng)
 
     def _iter_loads(self, worker: int, num_workers: int) -> Iterator[Batch]:
+        """This worker's loads through a three-stage pipeline: a thread reads load i+2, another
+        converts load i+1, while the batches of load i are handed out. h5py and numpy release
+        the GIL, so reading, converting and the training step overlap; up to three chunks are
+        in memory at a time (``chunk_size`` bounds it)."""
         skip = self.resume_plan(num_workers)[0][worker]
-        rng = np.random.default_rng([self.seed, self.epoch]) if self.shuffle else None
-        for index, load in enumerate(self.loads(rng)):
+        plan_rng = np.random.default_rng([self.seed, self.epoch]) if self.shuffle else None
+        todo: list[tuple[int, Load]] = []
+        for index, load in enumerate(self.loads(plan_rng)):
             if index % num_workers != worker:
                 continue
             if skip >= len(load.batch_sizes):  # trained on before a resume: not even read
                 skip -= len(load.batch_sizes)
                 continue
-            raw = self.source.read_segments(list(load.segments))
-            rows = np.concatenate([np.arange(a, b) for a, b in load.segments])
-            chunk = self.builder.build(raw, rows, rng or np.random.default_rng([self.seed, index]))
-            if self.shuffle:
-                order = np.random.default_rng([self.seed, self.epoch, index]).permutation(
-                    load.num_rows
+            todo.append((index, load))
+        pool = BufferPool()  # the chunks' big arrays, reused instead of allocated afresh
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="salt-read") as reader,
+            ThreadPoolExecutor(1, thread_name_prefix="salt-convert") as converter,
+        ):
+
+            def convert(position: int) -> Future[ArrayBatch]:
+                index, load = todo[position]
+                raw = reader.submit(self.source.read_segments, list(load.segments), pool)
+                return converter.submit(self._convert, index, load, raw, pool)
+
+            ahead = [convert(p) for p in range(min(2, len(todo)))]
+            for position, (index, load) in enumerate(todo):
+                chunk = ahead.pop(0).result()
+                if position + 2 < len(todo):
+                    ahead.append(convert(position + 2))
+                order = (
+                    np.random.default_rng([self.seed, self.epoch, index]).permutation(load.num_rows)
+                    if self.shuffle
+                    else np.arange(load.num_rows)
                 )
-            else:
-                order = np.arange(load.num_rows)
-            start = 0
-            for size in load.batch_sizes:
-                if skip > 0:
-                    skip -= 1
-                else:
-                    yield to_torch(take(chunk, order[start : start + size]))
-                start += size
+                start = 0
+                for size in load.batch_sizes:
+                    if skip > 0:
+                        skip -= 1
+                    else:
+                        yield to_torch(take(chunk, order[start : start + size]))
+                    start += size
+                pool.give_back(chunk[0].values())  # every batch taken is a copy
+
+    def _convert(
+        self, index: int, load: Load, raw: Future[dict[str, np.ndarray]], pool: BufferPool
+    ) -> ArrayBatch:
+        """Convert one load once read; its random draws (e.g. parameters of parameterised
+        networks) depend only on (seed, epoch, load), so a resumed epoch draws the same."""
+        rows = np.concatenate([np.arange(a, b) for a, b in load.segments])
+        key = [self.seed, self.epoch, index, 1] if self.shuffle else [self.seed, index]
+        records = raw.result()
+        chunk = self.builder.build(records, rows, np.random.default_rng(key), pool)
+        pool.give_back(records.values())
+        return chunk
 
     def _iter_ordered(self, worker: int, num_workers: int) -> Iterator[Batch]:
         # batch i goes to worker i % num_workers: the DataLoader's round robin keeps file order

@@ -16,6 +16,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from salt.data.buffers import BufferPool
+
 
 @dataclass
 class DatasetRead:
@@ -97,11 +99,13 @@ class H5Source:
         """Read rows [start, stop) of every configured dataset, only the configured fields."""
         return self.read_segments([(start, stop)])
 
-    def read_segments(self, segments: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    def read_segments(
+        self, segments: list[tuple[int, int]], pool: BufferPool | None = None
+    ) -> dict[str, np.ndarray]:
         """Read several row ranges, one after the other, into one array per dataset.
 
-        Each range is read contiguously straight into its slice of a preallocated buffer, so a
-        chunk made of many blocks costs no extra concatenation copy.
+        Each range is read contiguously straight into its slice of a preallocated buffer (from
+        ``pool`` when given), so a chunk made of many blocks costs no extra concatenation copy.
         """
         total = sum(stop - start for start, stop in segments)
         out: dict[str, np.ndarray] = {}
@@ -116,7 +120,7 @@ class H5Source:
                 h5 = self._handle(index)
                 where = f"rows {local_start}..{local_stop}"
                 with _damaged(self.files[index], self.key, where):
-                    self._read_file_rows(h5, out, total, pos, local_start, local_stop)
+                    self._read_file_rows(h5, out, total, pos, local_start, local_stop, pool)
                 pos += count
                 row = self.offsets[index] + local_stop
         return out
@@ -129,6 +133,7 @@ class H5Source:
         pos: int,
         local_start: int,
         local_stop: int,
+        pool: BufferPool | None = None,
     ) -> None:
         """Rows [local_start, local_stop) of one file into ``out[...][pos:]``."""
         for name, spec in self.reads.items():
@@ -137,7 +142,8 @@ class H5Source:
             if ds.ndim == 2 and spec.max_len is not None:
                 columns = (min(spec.max_len, ds.shape[1]),)
             if name not in out:
-                out[name] = np.empty((total, *columns), dtype=_read_dtype(ds, spec.fields))
+                shape, dtype = (total, *columns), _read_dtype(ds, spec.fields)
+                out[name] = pool.take(shape, dtype) if pool else np.empty(shape, dtype=dtype)
             _read_into(ds, spec.fields, local_start, local_stop, columns, out[name], pos)
 
     def close(self) -> None:
