@@ -58,7 +58,8 @@ class SaltDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         pin_memory: page-locked host memory for faster GPU transfer (ignored without CUDA).
         persistent_workers: keep workers alive between epochs.
-        chunk_size: rows loaded and shuffled together.
+        chunk_size: rows loaded and shuffled together (up to three chunks are in memory per
+            loader or worker: one handed out, one being converted, one being read).
         block_size: rows per contiguous read; blocks are permuted every epoch.
         seed: base of the per-epoch shuffles.
         sample_weights: ``{group: weight}``, the share of each group of ``train_file`` (and of
