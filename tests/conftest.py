@@ -117,3 +117,43 @@ def log_handlers_on_current_stderr():
     yield
     for handler, stream in zip(handlers, saved):
         handler.stream = stream
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def demo_fit_args(
+    demo: Path,
+    root: Path,
+    name: str,
+    *extra: str,
+    configs: tuple[str, ...] = ("GN2.yaml", "GN2_demo.yaml"),
+    suffix: str = "run",
+) -> list[str]:
+    """``salt fit`` arguments for a seconds-long fit on the demo files: 300 training jets,
+    batches of 100, 2 epochs, 8 tracks; the run lands in ``root/<name>_<suffix>``. ``extra``
+    comes after the configs, so later fixed options still win over it."""
+    config_args = [a for c in configs for a in ("--config", str(REPO / "configs" / c))]
+    return [
+        "fit",
+        *config_args,
+        *extra,
+        f"--data.train_file={demo / 'train.h5'}",
+        f"--data.val_file={demo / 'val.h5'}",
+        f"--data.test_file={demo / 'test.h5'}",
+        f"--data.norm_dict={demo / 'norm_dict.yaml'}",
+        f"--data.class_dict={demo / 'class_dict.yaml'}",
+        "--data.num_inputs={tracks: 8}",
+        "--data.num_train=300",
+        "--data.num_val=100",
+        "--data.batch_size=100",
+        "--data.num_workers=0",
+        "--trainer.max_epochs=2",
+        "--trainer.log_every_n_steps=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.default_root_dir={root}",
+        f"--log_suffix={suffix}",
+        "-n",
+        name,
+    ]

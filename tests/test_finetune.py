@@ -14,7 +14,7 @@ import yaml
 from torch import nn
 
 from salt.finetune import InitWeights, freeze_modules, select_weights
-from tests.test_loggers import fit_args
+from tests.conftest import demo_fit_args as fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLBOX = ROOT / "configs" / "toolbox"

@@ -11,37 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import demo_fit_args as fit_args
+
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "SeCrEtCoMeTkEy0123456789"
-
-
-def fit_args(demo: Path, root: Path, name: str, *extra: str) -> list[str]:
-    return [
-        "fit",
-        "--config",
-        str(ROOT / "configs" / "GN2.yaml"),
-        "--config",
-        str(ROOT / "configs" / "GN2_demo.yaml"),
-        *extra,
-        f"--data.train_file={demo / 'train.h5'}",
-        f"--data.val_file={demo / 'val.h5'}",
-        f"--data.test_file={demo / 'test.h5'}",
-        f"--data.norm_dict={demo / 'norm_dict.yaml'}",
-        f"--data.class_dict={demo / 'class_dict.yaml'}",
-        "--data.num_inputs={tracks: 8}",
-        "--data.num_train=300",
-        "--data.num_val=100",
-        "--data.batch_size=100",
-        "--data.num_workers=0",
-        "--trainer.max_epochs=2",
-        "--trainer.log_every_n_steps=1",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--trainer.default_root_dir={root}",
-        "--log_suffix=run",
-        "-n",
-        name,
-    ]
 
 
 def comet_messages(run: Path) -> list[dict]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numpy.lib.recfunctions import repack_fields
 
-from tests.test_loggers import fit_args
+from tests.conftest import demo_fit_args as fit_args
 
 LABELS = {
     "jets": ["flavour_label", "HadronConeExclTruthLabelID"],

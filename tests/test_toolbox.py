@@ -36,6 +36,7 @@ from salt.schedulers import (
     bind_total_steps,
 )
 from salt.tasks.classification import ClassificationTask
+from tests.conftest import demo_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLBOX = ROOT / "configs" / "toolbox"
@@ -419,34 +420,14 @@ def test_optimizer_class_by_name():
 
 # -- through salt fit -----------------------------------------------------------------------
 def fit_args(demo: Path, root: Path, name: str, *extra: str) -> list[str]:
-    return [
-        "fit",
-        "--config",
-        str(ROOT / "configs" / "GN2.yaml"),
-        "--config",
-        str(ROOT / "configs" / "GN2_demo.yaml"),
-        "--config",
-        str(ROOT / "configs" / "GN2_noaux.yaml"),
-        *extra,
-        f"--data.train_file={demo / 'train.h5'}",
-        f"--data.val_file={demo / 'val.h5'}",
-        f"--data.test_file={demo / 'test.h5'}",
-        f"--data.norm_dict={demo / 'norm_dict.yaml'}",
-        f"--data.class_dict={demo / 'class_dict.yaml'}",
-        "--data.num_inputs={tracks: 8}",
-        "--data.num_train=300",
-        "--data.num_val=100",
-        "--data.batch_size=100",
-        "--data.num_workers=0",
-        "--trainer.max_epochs=2",
-        "--trainer.log_every_n_steps=1",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--trainer.default_root_dir={root}",
-        "--log_suffix=tb",
-        "-n",
+    return demo_fit_args(
+        demo,
+        root,
         name,
-    ]
+        *extra,
+        configs=("GN2.yaml", "GN2_demo.yaml", "GN2_noaux.yaml"),
+        suffix="tb",
+    )
 
 
 def read_metrics(run: Path) -> list[dict[str, str]]:
