@@ -118,7 +118,7 @@ def freeze_modules(model: nn.Module, patterns: list[str], where: str = "model.fr
     for pattern in patterns:
         matches = [n for n in names if fnmatchcase(n, pattern)]
         if not matches:
-            top = sorted({n.rsplit(".", n.count(".") - 1)[0] for n in names if "." in n})
+            top = sorted({".".join(n.split(".")[:2]) for n in names if "." in n})
             raise ValueError(
                 f"{where}: no module matches '{pattern}' (modules are e.g. {', '.join(top[:8])})"
             )

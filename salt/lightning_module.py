@@ -164,13 +164,11 @@ class SaltModule(L.LightningModule):
         return total
 
     def test_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
-        inputs, pad_masks, labels = batch
-        outputs, _ = self(inputs, pad_masks, labels)
-        return {"outputs": outputs, "pad_masks": pad_masks, "labels": labels}
+        return self.predict_step(batch, batch_idx)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
-        """Outputs without losses: the file may have no truth labels; those it has (carried
-        jet fields) are passed through for the predictions file."""
+        """Outputs without losses (``salt predict`` files may have no truth labels); the labels
+        the batch has (carried jet fields) are passed through for the predictions file."""
         inputs, pad_masks, labels = batch
         outputs, _ = self(inputs, pad_masks, None)
         return {"outputs": outputs, "pad_masks": pad_masks, "labels": labels}

@@ -96,10 +96,6 @@ class CometLogger(LightningCometLogger):
         self._online = online
         self._constructing = False
 
-    @property
-    def online(self) -> bool:
-        return bool(self._online)
-
     def _create_experiment(self) -> None:
         if self._constructing:  # deferred: the run directory does not exist yet
             return

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
 from numpy.lib.recfunctions import repack_fields
 
 from tests.conftest import demo_fit_args as fit_args
@@ -84,8 +83,7 @@ def test_predict_with_constituent_outputs(demo_dir: Path, tmp_path: Path):
     assert "ftagTruthOriginLabel" not in tracks.dtype.names
 
 
-@pytest.mark.parametrize("missing", ["ckpt"])
-def test_predict_errors_are_one_line(tmp_path: Path, capsys, missing: str):
+def test_predict_errors_are_one_line(tmp_path: Path, capsys):
     from salt.main import main
 
     code = main(
