@@ -14,7 +14,6 @@ from salt.evaluation import evaluate
 from salt.evaluation.evaluate import (
     baseline_ip_discriminant,
     evaluate_predictions,
-    main,
     truth_flavours_from_labels,
 )
 from salt.evaluation.metrics import (
@@ -173,7 +172,14 @@ def test_compute_metrics_structure_and_baselines() -> None:
     disc = b_discriminant(probs, fc=0.1, ftau=0.05)
     assert np.mean(disc[truth == "b"] > wp["cut"]) == pytest.approx(0.7, abs=1e-3)
     assert wp["u_rejection"] == pytest.approx(rejection(disc[truth == "u"], wp["cut"]))
-    assert set(wp) == {"cut", "c_rejection", "u_rejection", "tau_rejection"}
+    keys = {f"{f}_rejection{s}" for f in ("c", "u", "tau") for s in ("", "_uncertainty")}
+    assert set(wp) == {"cut", *keys}
+    n_u = metrics["n_per_flavour"]["u"]
+    u_rej = wp["u_rejection"]
+    # binomial: sqrt(e (1 - e) / n) / e^2 with e = 1 / rejection
+    eff = 1.0 / u_rej
+    expected = math.sqrt(eff * (1 - eff) / n_u) / eff**2
+    assert wp["u_rejection_uncertainty"] == pytest.approx(expected, rel=1e-9)
     # Tighter working points reject more.
     u_rej = [w["u_rejection"] for w in metrics["working_points"].values()]
     assert u_rej == sorted(u_rej, reverse=True)
@@ -253,13 +259,25 @@ def test_evaluate_predictions_writes_outputs(tmp_path: Path) -> None:
     }
     assert metrics["fc"] == 0.2
     for wp in metrics["working_points"].values():
-        assert set(wp) == {"cut", "c_rejection", "u_rejection"}
+        assert set(wp) == {
+            "cut",
+            "c_rejection",
+            "u_rejection",
+            "c_rejection_uncertainty",
+            "u_rejection_uncertainty",
+        }
         assert wp["c_rejection"] >= 1.0 and wp["u_rejection"] >= 1.0
     for auc in metrics["auc"].values():
         assert 0.7 < auc <= 1.0
     (baseline,) = metrics["baselines"].values()
     assert baseline["auc"]["b_vs_u"] > 0.9  # b-jets were given the large significances
-    for name in ("GN2_discriminant.png", "GN2_rejection.png"):
+    # the file has the jet pt: efficiency and rejections versus pT at 70 % too
+    assert metrics["pt"]["working_point"] == 0.7
+    b_eff = metrics["pt"]["flavours"]["b"]
+    assert sum(b_eff["n_jets"]) == int((labels == 0).sum())
+    pngs = ["GN2_discriminant.png", "GN2_rejection.png", "GN2_pt_b_efficiency.png"]
+    pngs += ["GN2_pt_c_rejection.png", "GN2_pt_u_rejection.png"]
+    for name in pngs:
         data = (out / name).read_bytes()
         assert len(data) > 1000 and data.startswith(PNG_MAGIC)
     assert not list(out.glob(".*tmp"))
@@ -299,7 +317,11 @@ def test_evaluate_predictions_without_c_class(tmp_path: Path) -> None:
     metrics = evaluate_predictions(pred, tmp_path / "eval", "GN2", ["bjets", "ujets"])
     assert metrics["fc"] == 0.0
     assert set(metrics["auc"]) == {"b_vs_u"}
-    assert set(metrics["working_points"]["0.70"]) == {"cut", "u_rejection"}
+    assert set(metrics["working_points"]["0.70"]) == {
+        "cut",
+        "u_rejection",
+        "u_rejection_uncertainty",
+    }
 
 
 def test_truth_flavours_from_labels() -> None:
@@ -317,7 +339,7 @@ def test_evaluate_predictions_errors(tmp_path: Path) -> None:
     pred = tmp_path / "preds.h5"
     write_predictions(pred, n=100)
     out = tmp_path / "eval"
-    with pytest.raises(ValueError, match="no field 'DL1_pb'"):
+    with pytest.raises(ValueError, match=r"no fields of tagger 'DL1'.*found: \['GN2'\]"):
         evaluate_predictions(pred, out, "DL1", CLASSES)
     with pytest.raises(ValueError, match="no field 'GN2_ptau'"):
         evaluate_predictions(pred, out, "GN2", [*CLASSES, "taujets"])
@@ -342,16 +364,3 @@ def test_evaluate_predictions_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="attribute flavour_label"):
         evaluate_predictions(pred, out, "GN2", CLASSES)
     assert not out.exists()
-
-
-def test_cli_refuses_overwrite(tmp_path: Path, capsys) -> None:
-    pred = tmp_path / "preds.h5"
-    write_predictions(pred, n=150)
-    args = [str(pred), "--tagger", "GN2", "--class_names", *CLASSES, "--working_points", "0.7"]
-    main(args)
-    metrics = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
-    assert list(metrics["working_points"]) == ["0.70"]
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    assert exc.value.code == 1
-    assert "--overwrite" in capsys.readouterr().err

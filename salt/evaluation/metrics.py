@@ -154,6 +154,29 @@ def roc_auc(disc_sig: np.ndarray, disc_bkg: np.ndarray) -> float:
     return wins / (sig.size * bkg.size)
 
 
+def rejection_uncertainty(rej: np.ndarray | float, n_bkg: int) -> np.ndarray:
+    """Binomial standard deviation of a rejection measured on ``n_bkg`` background jets.
+
+    The background efficiency ``e = 1 / rej`` is a binomial fraction with variance
+    ``e (1 - e) / n``; propagated through ``rej = 1 / e`` that is ``rej * sqrt((rej - 1) / n)``.
+    It is what lets a reader tell a real improvement from the statistics of a small test sample.
+    Unbounded rejections (no background jet passes) get an unbounded uncertainty.
+    """
+    if n_bkg < 1:
+        raise ValueError(f"n_bkg={n_bkg}: expected at least one background jet")
+    rej = np.asarray(rej, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return rej * np.sqrt(np.maximum(rej - 1.0, 0.0) / n_bkg)
+
+
+def efficiency_uncertainty(eff: np.ndarray | float, n: np.ndarray | int) -> np.ndarray:
+    """Binomial standard deviation ``sqrt(e (1 - e) / n)`` of an efficiency; NaN where ``n = 0``."""
+    eff = np.asarray(eff, dtype=np.float64)
+    n_arr = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_arr > 0, np.sqrt(eff * (1.0 - eff) / np.maximum(n_arr, 1.0)), np.nan)
+
+
 def _json_float(value: float) -> float | None:
     """JSON has no infinity: an unbounded rejection (no background jet passes) becomes null."""
     return float(value) if math.isfinite(value) else None
@@ -179,8 +202,11 @@ def _performance(
     auc: dict[str, float] = {}
     for flav in backgrounds:
         bkg = np.sort(_check_disc(disc[masks[flav]], f"{flav}-jet discriminant"))
-        for e, rej in zip(effs, _rejections(bkg, cuts)):
+        rejections = _rejections(bkg, cuts)
+        errors = rejection_uncertainty(rejections, bkg.size)
+        for e, rej, err in zip(effs, rejections, errors):
             wps[wp_key(e)][f"{flav}_rejection"] = _json_float(rej)
+            wps[wp_key(e)][f"{flav}_rejection_uncertainty"] = _json_float(err)
         auc[f"b_vs_{flav}"] = roc_auc(sig, bkg)
     return {"working_points": wps, "auc": auc}
 
