@@ -31,9 +31,7 @@ MODELS = {
 
 
 def run(args: list[str]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "salt.main", *args], capture_output=True, text=True
-    )
+    done = subprocess.run([sys.executable, "-m", "salt", *args], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"salt {' '.join(args[:1])} failed:\n{done.stderr[-2000:]}")
 

@@ -55,8 +55,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def train_run(work: Path, configs: list[Path]) -> Path:
     """Demo data and one short epoch of the model in ``configs``; returns the checkpoint."""
+    from salt.cli.main import main
     from salt.data.demo import generate_demo_data
-    from salt.main import main
 
     data = generate_demo_data(work / "data", n_train=2000, n_val=1000, n_test=100, seed=1)
     code = main(

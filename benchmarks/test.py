@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from salt.cli import SaltCLI
+from salt.cli.salt_cli import SaltCLI
 
 
 def forward_only(run: Path, num_test: int, batch_size: int) -> float:
@@ -50,7 +50,7 @@ def full_command(run: Path, num_test: int, batch_size: int) -> float:
     command = [
         sys.executable,
         "-m",
-        "salt.main",
+        "salt",
         "test",
         "--config",
         str(run / "config.yaml"),

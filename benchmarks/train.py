@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from salt.cli import SaltCLI
+from salt.cli.salt_cli import SaltCLI
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {

@@ -9,9 +9,9 @@ Used two ways:
   (default ``site_reference/``), e.g. to read them without building the site.
 
 Every ``class_path`` component (what ``salt.models``, ``salt.models.zoo``, ``salt.tasks``,
-``salt.losses``, ``salt.schedulers`` and ``salt.callbacks.*`` export, plus ``SaltDataModule``
-and ``SaltModule``) gets a table of its ``__init__`` arguments: name, type, default and the
-description from the Google-style ``Args:`` section of its docstring.
+``salt.losses``, ``salt.training.schedulers`` and ``salt.callbacks.*`` export, plus
+``SaltDataModule`` and ``SaltModule``) gets a table of its ``__init__`` arguments: name, type,
+default and the description from the Google-style ``Args:`` section of its docstring.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ GROUPS: list[tuple[str, str, str, list[str]]] = [
     (
         "module",
         "Lightning module (`model:`)",
-        "The `model:` section configures `salt.lightning_module.SaltModule`; its `model:` key "
+        "The `model:` section configures `salt.training.module.SaltModule`; its `model:` key "
         "holds the network (`salt.models.SaltModel`). `evaluation:` options of `salt test` are "
-        "`salt.cli.EvaluationOptions`.",
-        ["salt.lightning_module:SaltModule", "salt.cli:EvaluationOptions"],
+        "`salt.cli.salt_cli.EvaluationOptions`.",
+        ["salt.training.module:SaltModule", "salt.cli.salt_cli:EvaluationOptions"],
     ),
     (
         "models",
@@ -71,10 +71,10 @@ GROUPS: list[tuple[str, str, str, list[str]]] = [
     ),
     (
         "schedulers",
-        "Learning-rate schedulers (`salt.schedulers`)",
+        "Learning-rate schedulers (`salt.training.schedulers`)",
         "Schedulers addressed from YAML as `model.lr_scheduler.class_path`. Any "
         "`torch.optim.lr_scheduler` class works too.",
-        ["salt.schedulers"],
+        ["salt.training.schedulers"],
     ),
     (
         "callbacks",
@@ -147,9 +147,15 @@ def parse_args_section(doc: str | None) -> dict[str, str]:
 
 def _rst_to_md(text: str) -> str:
     """``literal`` -> `literal`, :class:`~a.b.C` -> `C`, :class:`a.b.C` -> `a.b.C`."""
-    text = re.sub(r":\w+:`~?([\w.]*?)([\w]+)`", lambda m: f"`{m.group(2)}`"
-                  if m.group(0).split("`")[1].startswith("~") else f"`{m.group(1)}{m.group(2)}`",
-                  text)
+    text = re.sub(
+        r":\w+:`~?([\w.]*?)([\w]+)`",
+        lambda m: (
+            f"`{m.group(2)}`"
+            if m.group(0).split("`")[1].startswith("~")
+            else f"`{m.group(1)}{m.group(2)}`"
+        ),
+        text,
+    )
     return re.sub(r"``([^`]+)``", r"`\1`", text)
 
 
@@ -182,16 +188,23 @@ def rows(cls: type) -> list[tuple[str, str, str, str]]:
     for klass in reversed(cls.__mro__):  # a base class documents the arguments it handles
         if klass.__module__.startswith("salt"):
             described.update(parse_args_section(klass.__doc__))
-            described.update(parse_args_section(vars(klass).get("__init__", None).__doc__
-                                                if "__init__" in vars(klass) else None))
+            described.update(
+                parse_args_section(
+                    vars(klass).get("__init__", None).__doc__ if "__init__" in vars(klass) else None
+                )
+            )
     described = {name: _rst_to_md(text) for name, text in described.items()}
     if typing.is_typeddict(cls):
         hints = {}
         for klass in reversed(cls.__mro__):
             hints.update(getattr(klass, "__annotations__", {}))
         return [
-            (name, _type_text(hint), "(optional)" if name in cls.__optional_keys__ else "required",
-             described.get(name, ""))
+            (
+                name,
+                _type_text(hint),
+                "(optional)" if name in cls.__optional_keys__ else "required",
+                described.get(name, ""),
+            )
             for name, hint in hints.items()
         ]
     try:

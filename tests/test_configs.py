@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from salt.main import main
+from salt.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

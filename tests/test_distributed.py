@@ -18,7 +18,7 @@ DDP = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=c
 
 def salt(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "salt.main", *args]
+    command = [sys.executable, "-m", "salt", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
 
 

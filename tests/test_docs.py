@@ -55,7 +55,7 @@ def named_files(tmp: Path) -> dict[str, Path]:
 
 def salt_parse(args: list[str]) -> str:
     """Run ``salt <args> --print_config`` in-process; returns the printed config."""
-    from salt.main import main
+    from salt.cli.main import main
 
     out = io.StringIO()
     code: object = None
@@ -106,8 +106,8 @@ def commands() -> list[tuple[str, list[str]]]:
                 continue
             while argv and argv[0] in ("srun", "time"):
                 argv = argv[1:]
-            if "-m" in argv and "salt.main" in argv:  # torchrun ... -m salt.main fit ...
-                argv = ["salt", *argv[argv.index("salt.main") + 1 :]]
+            if "-m" in argv and "salt" in argv:  # torchrun ... -m salt fit ...
+                argv = ["salt", *argv[argv.index("salt") + 1 :]]
             if argv and argv[0] in TOOLS:
                 out.append((where, argv))
     return out
@@ -148,12 +148,12 @@ def test_command(where: str, argv: list[str], tmp_path: Path, monkeypatch: pytes
     if prog == "salt":
         sub = args[0]
         if sub in ("demo-data", "inspect", "calculate_quantiles"):
-            import salt.main
+            import salt.cli.main
 
-            assert f'"{sub}"' in Path(salt.main.__file__).read_text()
+            assert f'"{sub}"' in Path(salt.cli.main.__file__).read_text()
             return
         if sub == "profile":  # its own options, then the arguments salt fit takes
-            from salt.profile import split_args
+            from salt.cli.profile import split_args
 
             _, salt_args = split_args(args[1:])
             salt_parse(["fit", *salt_args])
@@ -179,10 +179,10 @@ def test_command(where: str, argv: list[str], tmp_path: Path, monkeypatch: pytes
         with pytest.raises(_Parsed):  # argparse errors raise SystemExit instead
             (to_onnx_main if prog == "to_onnx" else metadata_main)(args)
     elif prog == "download_S3":
-        import salt.errors
+        import salt.cli.errors
         from salt.s3.cli import download_s3_main
 
-        monkeypatch.setattr(salt.errors, "run_cli", lambda fn, argv: 0)
+        monkeypatch.setattr(salt.cli.errors, "run_cli", lambda fn, argv: 0)
         assert download_s3_main(args) == 0
     scripts = tomllib_scripts()
     if prog != "salt" and prog not in scripts:

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from salt.main import main
+from salt.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """Bad input through the real command line: one line on stderr, exit code 2, nothing written.
 
-Every case of the table runs ``salt.main.main([...])`` in-process on a tiny copy of the demo data
-and checks the contract of DESIGN.md ("Errors for people"):
+Every case of the table runs ``salt.cli.main.main([...])`` in-process on a tiny copy of the demo
+data and checks the contract of DESIGN.md ("Errors for people"):
 
 - the exit code is 2;
 - stderr holds exactly one ``salt: error:`` line, it is the last line, and there is no traceback;
@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 import yaml
 
-from salt.main import main
+from salt.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [
@@ -614,7 +614,7 @@ def test_table_is_large_enough():
 def test_one_line_condenses_nested_parser_messages():
     from argparse import ArgumentError
 
-    from salt.errors import one_line
+    from salt.cli.errors import one_line
 
     nested = (
         'Parser key "model.model":\n'
@@ -749,7 +749,7 @@ def test_debug_env_raises_with_traceback(demo_dir: Path, tmp_path: Path, monkeyp
 
 def _run_process(argv: list[str]) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("SALT_DEBUG", "PYTHONWARNINGS")}
-    command = [sys.executable, "-m", "salt.main", *argv]
+    command = [sys.executable, "-m", "salt", *argv]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
 
 

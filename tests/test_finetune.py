@@ -13,7 +13,7 @@ import torch
 import yaml
 from torch import nn
 
-from salt.finetune import InitWeights, freeze_modules, select_weights
+from salt.training.finetune import InitWeights, freeze_modules, select_weights
 from tests.conftest import demo_fit_args as fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def test_select_weights_errors_name_the_key(tmp_path: Path, caplog):
         ValueError, match=r"'encoder.0.bias' .* shape \(4,\) in the file, \(8,\) in this"
     ):
         select_weights(InitWeights(str(path)), Tiny(width=8))
-    with caplog.at_level(logging.WARNING, logger="salt.finetune"):
+    with caplog.at_level(logging.WARNING, logger="salt.training.finetune"):
         loose = select_weights(InitWeights(str(path), strict=False), Tiny(width=8))
     assert loose == {} or "head.bias" in loose  # head.bias (2,) still fits
     assert "another shape" in caplog.text
@@ -94,7 +94,7 @@ def last_epoch_ckpt(run: Path) -> dict:
 
 
 def test_start_from_weights_with_frozen_encoder_and_memory_log(demo_dir: Path, tmp_path: Path):
-    from salt.main import main
+    from salt.cli.main import main
 
     off = "--trainer.logger=false"
     assert main([*fit_args(demo_dir, tmp_path, "pre", off), "--trainer.max_epochs=1"]) == 0
@@ -133,7 +133,7 @@ def test_start_from_weights_with_frozen_encoder_and_memory_log(demo_dir: Path, t
 
 
 def test_bad_init_weights_is_a_one_line_error_before_the_run_dir(demo_dir, tmp_path, capsys):
-    from salt.main import main
+    from salt.cli.main import main
 
     args = fit_args(
         demo_dir,
@@ -149,7 +149,7 @@ def test_bad_init_weights_is_a_one_line_error_before_the_run_dir(demo_dir, tmp_p
 
 
 def test_bf16_mixed_on_cpu_keeps_the_best_checkpoint_and_last(demo_dir: Path, tmp_path: Path):
-    from salt.main import main
+    from salt.cli.main import main
 
     args = fit_args(demo_dir, tmp_path, "bf16", "--trainer.logger=false")
     extra = ["--trainer.precision=bf16-mixed", "--save_top_k=1", "--trainer.max_epochs=3"]

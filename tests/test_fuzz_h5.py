@@ -28,8 +28,8 @@ import torch
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
+from salt.cli.errors import USER_ERRORS, user_message
 from salt.data.datamodule import SaltDataModule
-from salt.errors import USER_ERRORS, user_message
 from tests.conftest import write_norm_dict, write_tiny_file
 
 NUM_JETS = 120

@@ -32,7 +32,7 @@ def val_losses_csv(run: Path) -> list[float]:
 def test_default_comet_logger_runs_offline_into_the_run_dir(
     demo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from salt.main import main
+    from salt.cli.main import main
 
     monkeypatch.delenv("COMET_API_KEY", raising=False)
     monkeypatch.setenv("COMET_CONFIG", str(tmp_path / "no-comet.config"))  # no ~/.comet.config
@@ -45,13 +45,13 @@ def test_default_comet_logger_runs_offline_into_the_run_dir(
     assert len(comet_val) == 2
     saved = yaml.safe_load((run / "config.yaml").read_text())
     (comet,) = saved["trainer"]["logger"]
-    assert comet["class_path"] == "salt.loggers.CometLogger"
+    assert comet["class_path"] == "salt.cli.loggers.CometLogger"
     # the saved config keeps the user's logger settings, not this run's paths
     assert comet["init_args"]["offline_directory"] is None
 
 
 def test_api_key_never_written(demo_dir: Path, tmp_path: Path, capfd, monkeypatch):
-    from salt.main import main
+    from salt.cli.main import main
 
     monkeypatch.delenv("COMET_API_KEY", raising=False)
     fragment = tmp_path / "comet_key.yaml"
@@ -86,7 +86,7 @@ def test_api_key_never_written(demo_dir: Path, tmp_path: Path, capfd, monkeypatc
 
 
 def test_tensorboard_and_csv_only(demo_dir: Path, tmp_path: Path, monkeypatch):
-    from salt.main import main
+    from salt.cli.main import main
 
     monkeypatch.delenv("COMET_API_KEY", raising=False)
     tb = ROOT / "configs" / "toolbox" / "tensorboard.yaml"
@@ -105,7 +105,7 @@ def test_tensorboard_and_csv_only(demo_dir: Path, tmp_path: Path, monkeypatch):
 def test_online_without_a_key_is_one_line_error(
     demo_dir: Path, tmp_path: Path, capsys, monkeypatch
 ):
-    from salt.main import main
+    from salt.cli.main import main
 
     monkeypatch.delenv("COMET_API_KEY", raising=False)
     monkeypatch.setenv("COMET_CONFIG", str(tmp_path / "no-comet.config"))
@@ -113,7 +113,7 @@ def test_online_without_a_key_is_one_line_error(
         demo_dir,
         tmp_path,
         "online",
-        '--trainer.logger=[{"class_path": "salt.loggers.CometLogger", '
+        '--trainer.logger=[{"class_path": "salt.cli.loggers.CometLogger", '
         '"init_args": {"online": true}}]',
     )
     assert main(args) == 2
@@ -125,7 +125,7 @@ def test_online_without_a_key_is_one_line_error(
 def test_run_dir_loggers_unit(tmp_path: Path):
     from jsonargparse import Namespace
 
-    from salt.loggers import run_dir_loggers, without_credentials
+    from salt.cli.loggers import run_dir_loggers, without_credentials
 
     spec = [
         Namespace(class_path="lightning.pytorch.loggers.CometLogger", init_args=Namespace()),
@@ -136,7 +136,7 @@ def test_run_dir_loggers_unit(tmp_path: Path):
     loggers = run_dir_loggers(spec, tmp_path / "run")
     assert [lg.class_path for lg in loggers] == [
         "lightning.pytorch.loggers.CSVLogger",  # salt's metrics.csv, first so log_dir = run dir
-        "salt.loggers.CometLogger",
+        "salt.cli.loggers.CometLogger",
     ]
     assert loggers[1].init_args.offline_directory == str(tmp_path / "run" / "comet")
     assert loggers[1].init_args.name == "run"
@@ -144,6 +144,6 @@ def test_run_dir_loggers_unit(tmp_path: Path):
     assert [lg.class_path for lg in run_dir_loggers(False, tmp_path)] == [
         "lightning.pytorch.loggers.CSVLogger"
     ]
-    keyed = Namespace(class_path="salt.loggers.CometLogger", init_args=Namespace(api_key="k"))
+    keyed = Namespace(class_path="salt.cli.loggers.CometLogger", init_args=Namespace(api_key="k"))
     assert without_credentials([keyed])[0].init_args.api_key == "${COMET_API_KEY}"
     assert keyed.init_args.api_key == "k"

@@ -438,9 +438,9 @@ def test_groups_on_s3_are_downloaded_and_saved_group_by_group(s3):
 
 # -- salt fit ---------------------------------------------------------------------------------
 def test_fit_with_the_sample_mixing_fragment(tmp_path: Path):
+    from salt.cli.main import main
     from salt.data.demo import generate_demo_data
     from salt.data.demo_processes import write_process_files
-    from salt.main import main
 
     demo = tmp_path / "demo"
     generate_demo_data(demo, n_train=500, n_val=300, n_test=100, seed=3, block_size=500)

@@ -9,7 +9,7 @@ import torch
 from jsonargparse import Namespace
 
 from salt.callbacks.checkpoint_io import AtomicCheckpointIO
-from salt.cli import best_checkpoint
+from salt.cli.run_dir import best_checkpoint
 from salt.models import (
     ClassificationTask,
     GlobalAttentionPooling,
@@ -110,7 +110,7 @@ def test_task_config_errors():
 
 
 def test_wiring_derives_sizes_and_rejects_contradictions():
-    from salt.wiring import derive_config
+    from salt.cli.wiring import derive_config
 
     def cfg(pool_size=None):
         return Namespace(
@@ -199,7 +199,7 @@ def test_best_checkpoint_picks_lowest_validation_loss(tmp_path: Path):
 
 @pytest.mark.parametrize("steps", [1, 2, 3, 10, 20, 1000])
 def test_one_cycle_schedule_runs_for_any_number_of_steps(steps: int):
-    from salt.optim import one_cycle
+    from salt.training.optim import one_cycle
 
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     schedule = one_cycle(optimizer, {"pct_start": 0.1, "max": 1e-3}, steps)

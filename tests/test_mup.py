@@ -39,7 +39,7 @@ from salt.mup.config import (  # noqa: E402
     width_parameters,
 )
 from salt.mup.coord_check import READOUT, coord_check, spread, write_outputs  # noqa: E402
-from salt.optim import parameter_groups  # noqa: E402
+from salt.training.optim import parameter_groups  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GN2 = ROOT / "configs" / "GN2.yaml"
@@ -283,7 +283,7 @@ def test_set_base_shapes_on_a_wider_model(shapes: dict, tmp_path: Path) -> None:
 def test_mup_factories_plug_into_configure_optimization(shapes: dict) -> None:
     from types import SimpleNamespace
 
-    from salt.optim import configure_optimization
+    from salt.training.optim import configure_optimization
 
     model = tiny_model(48)
     set_base_shapes(model, shapes)
@@ -443,7 +443,7 @@ def test_setup_mup_rejects_missing_config(tmp_path: Path, monkeypatch, capsys) -
 
 
 def test_fit_with_mup(demo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from salt.main import main
+    from salt.cli.main import main
     from salt.mup.cli import setup_mup_main
 
     monkeypatch.chdir(tmp_path)

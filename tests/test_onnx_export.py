@@ -14,9 +14,9 @@ import torch
 import yaml
 
 import salt.export.onnx_export as onnx_export
+from salt.cli.main import main
 from salt.export.cli import metadata_main, to_onnx_main
 from salt.export.spec import InputDesc, singular, task_outputs
-from salt.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 ORIGINS = ["Pileup", "Fake", "Primary", "FromB", "FromBC", "FromC", "FromTau", "OtherSecondary"]

@@ -33,7 +33,7 @@ def katib_parse(text: str) -> dict[str, list[float]]:
 
 # -- a real fit -----------------------------------------------------------------------------------
 def test_fit_prints_and_writes_what_salt_logged(demo_dir: Path, tmp_path: Path, capsys):
-    from salt.main import main
+    from salt.cli.main import main
 
     args = [
         "fit",

@@ -26,7 +26,7 @@ def strip_labels(source: Path, target: Path, rows: int) -> None:
 
 
 def test_predict_writes_the_test_predictions_without_labels(demo_dir: Path, tmp_path: Path):
-    from salt.main import main
+    from salt.cli.main import main
 
     assert main([*fit_args(demo_dir, tmp_path, "pred", "--trainer.logger=false")]) == 0
     run = tmp_path / "pred_run"
@@ -57,7 +57,7 @@ def test_predict_writes_the_test_predictions_without_labels(demo_dir: Path, tmp_
 
 
 def test_predict_with_constituent_outputs(demo_dir: Path, tmp_path: Path):
-    from salt.main import main
+    from salt.cli.main import main
 
     assert main([*fit_args(demo_dir, tmp_path, "cons", "--trainer.logger=false")]) == 0
     run = tmp_path / "cons_run"
@@ -84,7 +84,7 @@ def test_predict_with_constituent_outputs(demo_dir: Path, tmp_path: Path):
 
 
 def test_predict_errors_are_one_line(tmp_path: Path, capsys):
-    from salt.main import main
+    from salt.cli.main import main
 
     code = main(
         [

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from salt.cli.profile import count_parameters, module_costs, split_args
 from salt.models.attention import MultiheadAttention
-from salt.profile import count_parameters, module_costs, split_args
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACKS = 8  # padded track length of the demo batches (data.num_inputs)
@@ -93,7 +93,7 @@ def profile_args(demo: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def profiled(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from salt.main import main
+    from salt.cli.main import main
 
     out = tmp_path_factory.mktemp("profile") / "out"
     args = profile_args(demo_dir, "--out", str(out), "--wait", "0", "--warmup", "1", "--steps", "1")
@@ -117,7 +117,7 @@ def test_profile_writes_valid_outputs(profiled: Path):
 
 
 def test_profile_counts_match_the_network(profiled: Path):
-    from salt.lightning_module import SaltModule
+    from salt.training.module import SaltModule
 
     report = json.loads((profiled / "modules.json").read_text())
     rows = {r["name"]: r for r in report["modules"]}
@@ -134,17 +134,17 @@ def test_profile_counts_match_the_network(profiled: Path):
 
 def test_profile_total_parameters(demo_dir: Path, tmp_path: Path, monkeypatch):
     """The totals are those of the module salt fit would train, built with the same overrides."""
-    import salt.profile
-    from salt.main import main
+    import salt.cli.profile
+    from salt.cli.main import main
 
     built = {}
-    original = salt.profile.batch_costs
+    original = salt.cli.profile.batch_costs
 
     def keep(module, batch, depth):
         built["module"], built["batch"] = module, batch
         return original(module, batch, depth)
 
-    monkeypatch.setattr(salt.profile, "batch_costs", keep)
+    monkeypatch.setattr(salt.cli.profile, "batch_costs", keep)
     args = profile_args(demo_dir, "--out", str(tmp_path / "p"), "--steps", "0")
     assert main([*args, "--model.model.init_args.encoder.init_args.num_layers=1"]) == 0
     module = built["module"]
@@ -156,7 +156,7 @@ def test_profile_total_parameters(demo_dir: Path, tmp_path: Path, monkeypatch):
 
 
 def test_profile_refuses_to_overwrite(demo_dir: Path, tmp_path: Path, capsys):
-    from salt.main import main
+    from salt.cli.main import main
 
     out = tmp_path / "taken"
     out.mkdir()
@@ -171,7 +171,7 @@ def test_profile_refuses_to_overwrite(demo_dir: Path, tmp_path: Path, capsys):
 
 
 def test_profile_default_directory(demo_dir: Path, tmp_path: Path, capsys):
-    from salt.main import main
+    from salt.cli.main import main
 
     args = profile_args(
         demo_dir, f"--trainer.default_root_dir={tmp_path}", "--log_suffix=x", "--steps", "0"

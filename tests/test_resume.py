@@ -20,7 +20,7 @@ def fit_command(demo: Path, root: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "salt.main",
+        "salt",
         "fit",
         "--config",
         str(ROOT / "configs" / "GN2.yaml"),
@@ -76,7 +76,7 @@ def test_sigkill_then_resume_reaches_the_same_final_step(demo_dir: Path, tmp_pat
     resume = [
         sys.executable,
         "-m",
-        "salt.main",
+        "salt",
         "fit",
         "--config",
         str(run_dir / "config.yaml"),

@@ -57,7 +57,7 @@ def test_loader_resumes_at_the_batch_it_stopped(tiny_files, num_workers: int, sk
 def test_resume_continues_with_the_same_state(demo_dir: Path, tmp_path: Path):
     """1 epoch + resume to 2 epochs ends bit-identical to 2 epochs straight: same global step,
     weights, optimizer moments and scheduler state."""
-    from salt.main import main
+    from salt.cli.main import main
 
     schedule = ["--config", str(TOOLBOX / "warmup_attention.yaml"), "--trainer.logger=false"]
     warm = "--model.lr_scheduler.init_args.warmup_steps=4"
@@ -78,7 +78,7 @@ def test_resume_continues_with_the_same_state(demo_dir: Path, tmp_path: Path):
 def test_mid_epoch_resume_continues_with_the_same_batches(demo_dir: Path, tmp_path: Path):
     """Stopped after 4 of 6 steps of the first epoch and resumed from last.ckpt, the run ends
     bit-identical to an uninterrupted one: the loader skips exactly the batches already used."""
-    from salt.main import main
+    from salt.cli.main import main
 
     common = [
         "--config",

@@ -32,7 +32,7 @@ from salt.s3.cli import (  # noqa: E402
     prepare_s3,
 )
 from salt.s3.config import resolve_settings  # noqa: E402
-from salt.s3.run_dir import fetch_run_dir, mirror_run_dir  # noqa: E402
+from salt.s3.mirror import fetch_run_dir, mirror_run_dir  # noqa: E402
 from salt.s3.transfer import S3Client, local_etag, part_path, sidecar_path  # noqa: E402
 from tests.conftest import write_norm_dict, write_tiny_file  # noqa: E402
 
@@ -684,7 +684,7 @@ def test_config_on_s3_is_fetched_for_salt_test(s3: Env, monkeypatch):
 def test_fit_and_test_with_data_and_run_directory_on_s3(
     s3: Env, demo_dir: Path, monkeypatch, capsys, caplog
 ):
-    from salt.main import main
+    from salt.cli.main import main
 
     caplog.set_level(logging.INFO)
     for name in ("train.h5", "val.h5", "test.h5", "norm_dict.yaml", "class_dict.yaml"):
@@ -784,7 +784,7 @@ def test_fit_and_test_with_data_and_run_directory_on_s3(
 
 
 def test_print_config_hides_the_keys(s3: Env, capsys):
-    from salt.main import main
+    from salt.cli.main import main
 
     config = s3.tmp / "s3.yaml"
     conf = s3.server.config(s3.bucket, download_S3=True, download_files=["train_file"])

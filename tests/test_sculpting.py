@@ -129,7 +129,7 @@ def test_errors(tmp_path: Path):
 
 
 def test_disco_fragment_parses(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    from salt.main import main
+    from salt.cli.main import main
 
     monkeypatch.chdir(ROOT)
     configs = ["GN2.yaml", "GN2_demo.yaml", "GN2_disco.yaml"]

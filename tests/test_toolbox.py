@@ -16,7 +16,6 @@ import torch
 import yaml
 from torch import nn
 
-from salt.lightning_module import SaltModule
 from salt.losses import (
     DisCo,
     MulticlassFocalLoss,
@@ -27,15 +26,16 @@ from salt.losses import (
     distance_correlation,
     get_loss,
 )
-from salt.optim import configure_optimization, optimizer_class, parameter_groups
-from salt.schedulers import (
+from salt.tasks.classification import ClassificationTask
+from salt.training.module import SaltModule
+from salt.training.optim import configure_optimization, optimizer_class, parameter_groups
+from salt.training.schedulers import (
     AttentionWarmup,
     CosineWarmup,
     LinearWarmup,
     SqrtExpWarmup,
     bind_total_steps,
 )
-from salt.tasks.classification import ClassificationTask
 from tests.conftest import demo_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -442,7 +442,7 @@ def last_checkpoint(run: Path) -> dict:
 
 @pytest.mark.skipif(not HAS_PYTORCH_OPTIMIZER, reason="pytorch_optimizer not installed")
 def test_fit_with_lion_warmup_and_step_timer(demo_dir: Path, tmp_path: Path):
-    from salt.main import main
+    from salt.cli.main import main
 
     args = fit_args(
         demo_dir,
@@ -475,7 +475,7 @@ def test_fit_with_lion_warmup_and_step_timer(demo_dir: Path, tmp_path: Path):
 
 
 def test_fit_stops_early_with_profiling(demo_dir: Path, tmp_path: Path):
-    from salt.main import main
+    from salt.cli.main import main
 
     # the shipped fragments, plus one whose min_delta no epoch can beat: stop after epoch 2
     strict = tmp_path / "strict_early_stopping.yaml"
@@ -500,7 +500,7 @@ def test_fit_stops_early_with_profiling(demo_dir: Path, tmp_path: Path):
 
 
 def test_toolbox_fragments_parse(capsys):
-    from salt.main import main
+    from salt.cli.main import main
 
     fragments = ["focal_loss.yaml", "early_stopping.yaml", "profiling.yaml"]
     if HAS_PYTORCH_OPTIMIZER:
@@ -521,13 +521,16 @@ def test_toolbox_fragments_parse(capsys):
     tasks = printed["model"]["model"]["init_args"]["tasks"]
     assert tasks[0]["init_args"]["loss"]["class_path"] == "salt.losses.MulticlassFocalLoss"
     if PATCHED:
-        assert printed["model"]["lr_scheduler"]["class_path"] == "salt.schedulers.CosineWarmup"
+        assert (
+            printed["model"]["lr_scheduler"]["class_path"]
+            == "salt.training.schedulers.CosineWarmup"
+        )
         assert printed["model"]["regularisers"][0]["init_args"]["strength"] == 1.0
 
 
 @needs_patch
 def test_fit_with_disco_and_cosine_warmup(demo_dir: Path, tmp_path: Path):
-    from salt.main import main
+    from salt.cli.main import main
 
     args = fit_args(
         demo_dir,
@@ -551,7 +554,7 @@ def test_fit_with_disco_and_cosine_warmup(demo_dir: Path, tmp_path: Path):
 
 @needs_patch
 def test_fit_with_plateau_per_epoch(demo_dir: Path, tmp_path: Path):
-    from salt.main import main
+    from salt.cli.main import main
 
     args = fit_args(demo_dir, tmp_path, "plateau", "--config", str(TOOLBOX / "plateau.yaml"))
     assert main(args) == 0

@@ -12,7 +12,7 @@ import yaml
 from jsonargparse import ArgumentParser
 from torch import Tensor, nn
 
-from salt.main import main
+from salt.cli.main import main
 from salt.models.zoo import (
     MLP,
     CondOnlyMLP,

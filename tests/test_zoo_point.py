@@ -14,7 +14,7 @@ import yaml
 from jsonargparse import ArgumentParser
 from torch import Tensor, nn
 
-from salt.main import main
+from salt.cli.main import main
 from salt.models.zoo import PET2, ParticleTransformer, PointGlobalMixedViT
 from salt.models.zoo.part import MaskedBatchNorm, count_parameters, part_pair_features
 from salt.models.zoo.pet import PRESETS, KNNEdgeConv, PIDEmbedding, load_pretrained

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from salt.run_dir import current_umask
+from salt.utils.files import current_umask
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -24,7 +24,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 
-from salt.run_dir import atomic_write_text
+from salt.utils.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -118,8 +118,8 @@ class CometLogger(LightningCometLogger):
 
 
 LoggerSpec = Any  # what jsonargparse parsed for trainer.logger: None, bool, Namespace or list
-_COMET_CLASSES = ("lightning.pytorch.loggers.CometLogger", "salt.loggers.CometLogger")
-_SALT_COMET = "salt.loggers.CometLogger"
+_COMET_CLASSES = ("lightning.pytorch.loggers.CometLogger", "salt.cli.loggers.CometLogger")
+_SALT_COMET = "salt.cli.loggers.CometLogger"
 
 
 def _as_list(spec: LoggerSpec) -> list[Any]:

@@ -43,9 +43,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 from torch.utils.flop_counter import FlopCounterMode
 
-from salt.cli import BASE_CONFIG, SaltCLI
+from salt.cli.run_dir import RUN_DIR_ENV, check_free, run_dir_name
+from salt.cli.salt_cli import BASE_CONFIG, SaltCLI
 from salt.data.batch import Batch
-from salt.run_dir import RUN_DIR_ENV, atomic_write_text, check_free, run_dir_name
+from salt.utils.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -464,7 +465,7 @@ def run(argv: list[str]) -> CostReport:
 
 def profile_main(argv: list[str]) -> int:
     """``salt profile``: 0 on success, 2 (one line on stderr) on a user error."""
-    from salt.errors import run_cli
+    from salt.cli.errors import run_cli
 
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     return run_cli(lambda: run(argv), argv)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import getpass
-import os
 import platform
 import shutil
 import subprocess
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from salt.utils.files import atomic_write_text
 
 RUN_DIR_ENV = "SALT_RUN_DIR"
 
@@ -29,26 +29,6 @@ def check_free(path: Path, force: bool) -> None:
             f"run directory '{path}' already exists; pass --force (or --overwrite) to reuse it, "
             "or choose another --name/--log_suffix"
         )
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide runs from a group
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def git_hash() -> str | None:
@@ -111,3 +91,20 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def best_checkpoint(ckpt_dir: Path) -> Path:
+    """The checkpoint with the lowest validation loss in its name (``...val_loss=X.ckpt``)."""
+    candidates = []
+    for path in ckpt_dir.glob("*.ckpt"):
+        stem = path.stem
+        if "val_loss=" in stem:
+            try:
+                candidates.append((float(stem.split("val_loss=")[-1]), path))
+            except ValueError:
+                continue
+    if not candidates:
+        raise FileNotFoundError(
+            f"no checkpoint with a validation loss in '{ckpt_dir}'; pass --ckpt_path"
+        )
+    return min(candidates)[1]

@@ -14,27 +14,28 @@ import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from salt.data.datamodule import SaltDataModule
-from salt.data.paths import resolve_files
-from salt.errors import one_line, suggest, unknown_keys
-from salt.lightning_module import SaltModule
-from salt.loggers import run_dir_loggers, without_credentials
-from salt.run_dir import (
+from salt.cli.errors import one_line, suggest, unknown_keys
+from salt.cli.loggers import run_dir_loggers, without_credentials
+from salt.cli.run_dir import (
     RUN_DIR_ENV,
-    atomic_write_text,
+    best_checkpoint,
     check_free,
     copy_into,
     run_dir_name,
     update_metadata,
     write_metadata,
 )
+from salt.cli.wiring import derive_config
+from salt.data.datamodule import SaltDataModule
+from salt.data.paths import resolve_files
 from salt.s3.cli import S3Session, prepare_s3
 from salt.tasks.classification import ClassificationTask
-from salt.wiring import derive_config
+from salt.training.module import SaltModule
+from salt.utils.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-BASE_CONFIG = Path(__file__).parent / "configs" / "base.yaml"
+BASE_CONFIG = Path(__file__).parents[1] / "configs" / "base.yaml"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
@@ -462,20 +463,3 @@ def _absolute(spec: Any) -> Any:
     if isinstance(spec, list | tuple):
         return [str(Path(s).resolve()) for s in spec]
     return str(Path(spec).resolve())
-
-
-def best_checkpoint(ckpt_dir: Path) -> Path:
-    """The checkpoint with the lowest validation loss in its name (``...val_loss=X.ckpt``)."""
-    candidates = []
-    for path in ckpt_dir.glob("*.ckpt"):
-        stem = path.stem
-        if "val_loss=" in stem:
-            try:
-                candidates.append((float(stem.split("val_loss=")[-1]), path))
-            except ValueError:
-                continue
-    if not candidates:
-        raise FileNotFoundError(
-            f"no checkpoint with a validation loss in '{ckpt_dir}'; pass --ckpt_path"
-        )
-    return min(candidates)[1]

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 
-from salt.errors import USER_ERRORS, one_line
+from salt.cli.errors import USER_ERRORS, one_line
 
 EXPORT_FAILED = 1
 USAGE_ERROR = 2

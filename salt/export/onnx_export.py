@@ -81,7 +81,7 @@ class ExportResult:
 def load_run(config: Path, ckpt_path: Path) -> tuple[Any, Any]:
     """Build the SaltModule and SaltDataModule from a run config, as ``salt test`` does, and load
     the checkpoint's weights (which include the normalisation used in training)."""
-    from salt.cli import SaltCLI
+    from salt.cli.salt_cli import SaltCLI
 
     class _BuildOnly(SaltCLI):
         """Parse, derive and instantiate like ``salt test``, but run nothing."""

@@ -28,7 +28,7 @@ from torch import nn
 from salt.mup.config import MuPConfig, MuPParameter, storeshapes_path, width_parameters
 
 if TYPE_CHECKING:
-    from salt.optim import LRSConfig
+    from salt.training.optim import LRSConfig
 
 
 def _import_mup() -> Any:
@@ -126,7 +126,7 @@ def mup_one_cycle(
     scaling; here every group's initial, peak and final rates are multiplied by its muP factor
     (its learning rate over the optimizer's), so ``lrs`` describes the base-width model.
     """
-    from salt.optim import one_cycle
+    from salt.training.optim import one_cycle
 
     reference = float(optimizer.defaults["lr"])
     factors = [float(group["lr"]) / reference for group in optimizer.param_groups]
@@ -159,7 +159,7 @@ def mup_factories(
     :func:`mup_one_cycle`, evaluated on ``trainer.estimated_stepping_batches`` when called.
     A scheduler given by class_path is kept: the usual ones scale each group's own rate.
     """
-    from salt.optim import DEFAULT_LRS
+    from salt.training.optim import DEFAULT_LRS
 
     full: LRSConfig = {**DEFAULT_LRS, **lrs}  # type: ignore[typeddict-item]
     build = optimizer_factory

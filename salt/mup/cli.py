@@ -15,7 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from salt.errors import USER_ERROR_EXIT, debug_requested, user_message
+from salt.cli.errors import USER_ERROR_EXIT, debug_requested, user_message
 
 log = logging.getLogger(__name__)
 PROG = "setup_muP"
@@ -139,7 +139,7 @@ def setup_mup_main(argv: list[str] | None = None) -> int:
 def _reported() -> tuple[type[BaseException], ...]:
     from argparse import ArgumentError
 
-    from salt.errors import USER_ERRORS
+    from salt.cli.errors import USER_ERRORS
 
     return (*USER_ERRORS, ArgumentError, OSError, ImportError)
 

@@ -273,7 +273,7 @@ def coord_check_from_config(
     from salt.mup import mup_optimizer, set_base_shapes
     from salt.mup.config import shape_dir, storeshapes_path, width_parameters
     from salt.mup.setup import build_cli, config_args
-    from salt.optim import parameter_groups
+    from salt.training.optim import parameter_groups
 
     args = config_args(configs, ["--data.num_workers=0", *extra_args])
     first = build_cli(args, "base")

@@ -23,7 +23,9 @@ from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 from torch import nn
 
-from salt.cli import SaltCLI
+from salt.cli.run_dir import RUN_DIR_ENV
+from salt.cli.salt_cli import SaltCLI
+from salt.cli.wiring import derive_config
 from salt.models.attention import MultiheadAttention
 from salt.models.configs import DenseConfig
 from salt.mup.config import (
@@ -36,8 +38,6 @@ from salt.mup.config import (
     shape_dir,
     width_parameters,
 )
-from salt.run_dir import RUN_DIR_ENV
-from salt.wiring import derive_config
 
 log = logging.getLogger(__name__)
 

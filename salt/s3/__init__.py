@@ -1,7 +1,7 @@
 """S3 support: training data and run directories in a bucket (``data.config_S3``).
 
 ``salt.s3.config`` holds the schema and credentials, ``salt.s3.transfer`` the transfers,
-``salt.s3.run_dir`` the run-directory mirror and ``salt.s3.cli`` the command-line hooks. Names
+``salt.s3.mirror`` the run-directory mirror and ``salt.s3.cli`` the command-line hooks. Names
 are imported lazily so that ``import salt.s3.config`` (done by the data module for its schema)
 pulls in neither boto3 nor lightning.
 """
@@ -22,8 +22,8 @@ _EXPORTS = {
     "prepare_s3": "salt.s3.cli",
     "localize_config_args": "salt.s3.cli",
     "download_s3_main": "salt.s3.cli",
-    "mirror_run_dir": "salt.s3.run_dir",
-    "fetch_run_dir": "salt.s3.run_dir",
+    "mirror_run_dir": "salt.s3.mirror",
+    "fetch_run_dir": "salt.s3.mirror",
 }
 
 

@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 
 import yaml
 
-from salt.run_dir import current_umask
 from salt.s3.config import (
     DATA_KEYS,
     S3Settings,
@@ -39,6 +38,7 @@ from salt.s3.config import (
     s3_url,
 )
 from salt.s3.transfer import S3Client, TransferResult, download_many
+from salt.utils.files import current_umask
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ class S3Session:
     # -- the run directory ----------------------------------------------------------------
     def check_free(self, run_dir: str | Path, force: bool) -> None:
         """The S3 side of ``check_free``: refuse an existing remote run directory."""
-        from salt.s3.run_dir import check_remote_free
+        from salt.s3.mirror import check_remote_free
 
         remote = self.remote_url_for(run_dir)
         if remote is not None:
@@ -304,7 +304,7 @@ class S3Session:
 
     def mirror(self, local_dir: str | Path, progress: bool | None = None) -> list[TransferResult]:
         """Upload what changed in a staged run directory (no-op if it is not one)."""
-        from salt.s3.run_dir import mirror_run_dir
+        from salt.s3.mirror import mirror_run_dir
 
         remote = self.remote_url_for(local_dir)
         if remote is None:
@@ -313,7 +313,7 @@ class S3Session:
 
     def callback(self, run_dir: str | Path) -> Any:
         """A Lightning callback uploading the run directory after every epoch (or None)."""
-        from salt.s3.run_dir import S3MirrorCallback
+        from salt.s3.mirror import S3MirrorCallback
 
         remote = self.remote_url_for(run_dir)
         return None if remote is None else S3MirrorCallback(run_dir, remote, self.client)
@@ -393,7 +393,7 @@ def prepare_s3(cfg: Any, subcommand: str = "fit", download: bool = True) -> S3Se
         local_root = session.set_remote_root(root)
         _set(trainer, "default_root_dir", str(local_root))
         if subcommand != "fit" or ckpt:
-            from salt.s3.run_dir import checkpoints_for, fetch_run_dir
+            from salt.s3.mirror import checkpoints_for, fetch_run_dir
 
             remote = session.remote_root or root
             once_per_node(
@@ -516,7 +516,7 @@ def _write_local_config(path: Path, config: Mapping[str, Any]) -> None:
 def download_s3_main(argv: Sequence[str] | None = None) -> int:
     """``download_S3 --config a.yaml [--config b.yaml] [--output PATH]``: exit code 0, or 2 with
     one ``salt: error:`` line."""
-    from salt.errors import run_cli
+    from salt.cli.errors import run_cli
 
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(

@@ -10,12 +10,12 @@ from torch import Tensor, nn
 
 from salt.data.batch import SPECIAL_GROUPS, Batch
 from salt.data.normalisation import Normaliser, load_norm_dict
-from salt.finetune import InitWeights, freeze_modules, load_selected, select_weights
 from salt.losses.disco import Regulariser
 from salt.models.saltmodel import SaltModel
 from salt.mup.config import MuPConfig
-from salt.optim import DEFAULT_LRS, LRSConfig, SchedulerConfig, configure_optimization
 from salt.tasks.classification import ClassificationTask
+from salt.training.finetune import InitWeights, freeze_modules, load_selected, select_weights
+from salt.training.optim import DEFAULT_LRS, LRSConfig, SchedulerConfig, configure_optimization
 
 
 class SaltModule(L.LightningModule):
@@ -27,7 +27,8 @@ class SaltModule(L.LightningModule):
             are given).
         optimizer: any optimizer by class_path (default AdamW with ``lrs_config`` values).
         lr_scheduler: any scheduler by class_path (default one-cycle from ``lrs_config``),
-            e.g. ``salt.schedulers.CosineWarmup`` or ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
+            e.g. ``salt.training.schedulers.CosineWarmup`` or
+            ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
         lr_scheduler_config: how the scheduler is stepped: ``interval`` (``step``, or ``epoch``;
             default ``step``, ``epoch`` for ReduceLROnPlateau), ``frequency``, ``monitor``
             (default ``val/loss``).
@@ -42,8 +43,8 @@ class SaltModule(L.LightningModule):
             (``mup.MuAdamW``/``MuAdam``/``MuSGD``). The encoder (and the init nets) need
             ``muP: true``; see ``configs/GN2_muP.yaml``.
         init_weights: start ``salt fit`` from the weights of another checkpoint (all or some,
-            see :class:`salt.finetune.InitWeights`), with a fresh optimizer, schedule and epoch
-            count; unlike ``--ckpt_path``, which resumes a run.
+            see :class:`salt.training.finetune.InitWeights`), with a fresh optimizer, schedule
+            and epoch count; unlike ``--ckpt_path``, which resumes a run.
         freeze: modules to keep fixed (no gradients), by name or pattern, e.g.
             ``[model.init_nets.*, model.encoder]``.
     """

@@ -164,7 +164,7 @@ def configure_optimization(
     if "strict" in config:
         entry["strict"] = bool(config["strict"])
     if getattr(scheduler, "needs_total_steps", False) and scheduler.total_steps is None:
-        from salt.schedulers import bind_total_steps
+        from salt.training.schedulers import bind_total_steps
 
         if entry["interval"] == "step":
             total = int(trainer.estimated_stepping_batches)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from salt.models.attention import MultiheadAttention, ScaledDotProductAttention
-from salt.models.zoo.seesaw_flat import require_variables
+from salt.models.zoo.flat import require_variables
 
 FusionMode = Literal["add", "cat", "learn", "gate", "attn"]
 

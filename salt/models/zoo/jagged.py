@@ -25,7 +25,7 @@ from salt.models.zoo.embeddings import (
     MaskedBatchNorm,
     check_categorical,
 )
-from salt.models.zoo.seesaw_flat import (
+from salt.models.zoo.flat import (
     SPECIAL_GROUPS,
     FeedForward,
     FlatInputs,

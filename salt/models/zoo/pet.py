@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from salt.finetune import read_state_dict
 from salt.models.attention import MultiheadAttention
 from salt.models.dense import Dense
 from salt.models.edges import EdgeFeatures, wrap_phi
 from salt.models.zoo.part import check_variables, context_groups, variable_column
+from salt.training.finetune import read_state_dict
 
 log = logging.getLogger(__name__)
 

@@ -238,7 +238,7 @@ def calculate_quantiles_main(argv: list[str] | None = None) -> int:
     ``--out`` defaults to ``ple_bins_<N>.yaml`` next to the (first) training file; an existing
     output is kept unless ``--force``. Exit code 2 with one line on stderr for user errors.
     """
-    from salt.errors import USER_ERROR_EXIT, USER_ERRORS, one_line
+    from salt.cli.errors import USER_ERROR_EXIT, USER_ERRORS, one_line
 
     parser = argparse.ArgumentParser(
         prog="salt calculate_quantiles",
