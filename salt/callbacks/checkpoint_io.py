@@ -1,4 +1,5 @@
-"""Checkpoints written to a temporary name and renamed: a crash never leaves a broken file."""
+"""Checkpoints written to a temporary name and renamed (a crash never leaves a broken file),
+and read without unpickling code (see :mod:`salt.safe_load`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from salt.safe_load import load_checkpoint
 from salt.utils.files import current_umask
 
 
@@ -17,7 +19,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Save with ``torch.save`` into a temporary file in the same directory, then ``os.replace``.
 
     If the disk fills up or the job is killed mid-write, the previous checkpoint of that name
-    is untouched.
+    is untouched. Loading (``--ckpt_path`` for resume, test, predict) goes through salt's
+    allow-list loader, so a crafted or broken file is refused in one line naming it.
     """
 
     def save_checkpoint(
@@ -36,3 +39,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def load_checkpoint(
+        self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return load_checkpoint(path, map_location=map_location)

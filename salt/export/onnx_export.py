@@ -38,6 +38,7 @@ import onnx
 import onnxruntime as ort
 import torch
 import yaml
+from google.protobuf.message import DecodeError
 from torch import Tensor, nn
 
 from salt.data.batch import SPECIAL_GROUPS
@@ -53,6 +54,7 @@ from salt.export.parity import (
 )
 from salt.export.spec import ExportError, InputDesc, NamedOutput, main_task, task_outputs
 from salt.models.saltmodel import SaltModel
+from salt.safe_load import check_checkpoint_file, load_checkpoint
 from salt.tasks.base import TaskBase
 
 log = logging.getLogger(__name__)
@@ -101,11 +103,7 @@ def load_run(config: Path, ckpt_path: Path) -> tuple[Any, Any]:
             ]
         )
     module = cli.model
-    try:
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        state = checkpoint["state_dict"]
-    except (OSError, KeyError, RuntimeError, EOFError) as err:
-        raise ValueError(f"--ckpt_path '{ckpt_path}' is not a salt checkpoint ({err})") from None
+    state = load_checkpoint(ckpt_path)["state_dict"]
     try:
         missing, unexpected = module.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches
@@ -409,6 +407,18 @@ def export_graph(
 
 
 # -- the whole export ------------------------------------------------------------------------------
+def is_complete_onnx(path: Path) -> bool:
+    """Whether ``path`` holds a whole ONNX model; an empty or cut-off file (left by a writer
+    that was not atomic, or a full disk) is not worth an ``--overwrite``."""
+    try:
+        if path.stat().st_size == 0:
+            return False
+        model = onnx.load(str(path), load_external_data=False)
+    except (OSError, ValueError, DecodeError):
+        return False
+    return len(model.graph.node) > 0
+
+
 def _atomic_save(proto: onnx.ModelProto, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -464,13 +474,18 @@ def export_onnx(
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"--ckpt_path: checkpoint '{ckpt_path}' does not exist")
+    check_checkpoint_file(ckpt_path)  # empty, truncated or foreign: refused before building
     run_dir = ckpt_path.resolve().parent.parent
     config = Path(config) if config is not None else run_dir / "config.yaml"
     if not config.is_file():
         raise FileNotFoundError(f"--config: run config '{config}' does not exist")
     output = Path(output) if output is not None else run_dir / "network.onnx"
     if output.exists() and not overwrite:
-        raise FileExistsError(f"'{output}' exists; pass --overwrite to replace it")
+        if is_complete_onnx(output):
+            raise FileExistsError(f"'{output}' exists; pass --overwrite to replace it")
+        log.warning(
+            "'%s' is not a complete ONNX file (an interrupted write?): replacing it", output
+        )
     if opset < 17:
         raise ValueError(f"--opset {opset}: expected 17 or later (LayerNormalization)")
     if parity_jets < 0:
