@@ -158,6 +158,11 @@ def test_command(where: str, argv: list[str], tmp_path: Path, monkeypatch: pytes
             _, salt_args = split_args(args[1:])
             salt_parse(["fit", *salt_args])
             return
+        if sub in ("evaluate", "compare"):  # run on predictions files by test_evaluation_cli.py
+            from salt.evaluation.cli import compare_parser, evaluate_parser
+
+            (evaluate_parser if sub == "evaluate" else compare_parser)().parse_args(args[1:])
+            return
         assert sub in ("fit", "test", "validate", "predict"), f"{where}: unknown subcommand {sub}"
         if any(a.startswith("s3://") for a in args):
             return  # a config fetched from S3: needs the bucket; the subcommand exists
