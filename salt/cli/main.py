@@ -50,6 +50,9 @@ COMMANDS: dict[str, Command] = {
     "compare": Command(
         "salt.evaluation.cli:compare_main", "one table and overlaid plots for several runs"
     ),
+    "migrate": Command(
+        "salt.compat.migrate:migrate_main", "rewrite a salt-ml config in salt's own syntax"
+    ),
 }
 ALIASES = {"download-s3": "download_S3"}
 
@@ -94,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     cli_args = [a for a in args if a != "--debug"]
     # --config s3://bucket/run/config.yaml is fetched first (inside run_cli: errors are one line)
-    return run_cli(lambda: SaltCLI(args=localize_config_args(cli_args)), args)
+    from salt.compat.config_args import translate_config_args
+
+    # salt-ml configs are translated to salt's syntax (a new file; salt's own pass unchanged)
+    return run_cli(
+        lambda: SaltCLI(args=translate_config_args(localize_config_args(cli_args))), args
+    )
 
 
 if __name__ == "__main__":

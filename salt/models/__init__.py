@@ -7,6 +7,7 @@ from salt.models.edges import EdgeFeatures
 from salt.models.gatv2 import GATv2Attention
 from salt.models.initnet import InitNet
 from salt.models.pooling import GlobalAttentionPooling
+from salt.models.registers import Transformer, TransformerV2
 from salt.models.saltmodel import SaltModel
 from salt.models.transformer import TransformerEncoder
 from salt.tasks.classification import ClassificationTask
@@ -26,7 +27,9 @@ __all__ = [
     "RegressionTask",
     "SaltModel",
     "ScaledDotProductAttention",
+    "Transformer",
     "TransformerCrossAttentionEncoder",
     "TransformerEncoder",
+    "TransformerV2",
     "VertexingTask",
 ]

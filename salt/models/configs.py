@@ -24,6 +24,7 @@ class DenseConfig(TypedDict, total=False):
     dropout: float
     context_size: int
     muP: bool
+    gated: bool
 
 
 class MHAConfig(TypedDict, total=False):

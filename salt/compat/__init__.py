@@ -1,0 +1,1 @@
+"""Compatibility with salt-ml: its class names, config syntax and a migration tool."""

@@ -1,0 +1,360 @@
+"""Read a salt-ml config as this project's config: the renames, unwraps and checks in one place.
+
+salt-ml and salt share most of their config language (``SaltModel``, ``init_nets``,
+``ClassificationTask``, ``data.variables`` ...), but differ in a few forms: tasks wrapped in a
+``torch.nn.ModuleList``, ``mup`` spelled in lower case, class weights as lists, salt-ml's own
+callbacks and logger, and a handful of data options. :func:`translate_config` rewrites those
+forms on the loaded YAML before it is parsed, records every change for the user, and stops with
+one line naming the option and what to write instead where there is no equivalent. Configs in
+this project's own syntax come back unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_TORCH_LOSSES = {
+    "torch.nn.CrossEntropyLoss": "salt.compat.losses.CrossEntropyLoss",
+    "torch.nn.BCEWithLogitsLoss": "salt.compat.losses.BCEWithLogitsLoss",
+}
+_LIST_WEIGHTS = ("weight", "pos_weight")
+# the FTAG track-origin classes (the values 0..7 of ftagTruthOriginLabel), which training files
+# do not name in an attribute; salt-ml configs give only their number (output_size: 8)
+TRACK_ORIGIN_CLASSES = [
+    "Pileup",
+    "Fake",
+    "Primary",
+    "FromB",
+    "FromBC",
+    "FromC",
+    "FromTau",
+    "OtherSecondary",
+]
+_ORIGIN_LABELS = ("ftagTruthOriginLabel", "truthOriginLabel", "GN2_TrackOrigin")
+_LIGHTNING_COMET = (
+    "lightning.pytorch.loggers.CometLogger",
+    "lightning.pytorch.loggers.comet.CometLogger",
+    "pytorch_lightning.loggers.CometLogger",
+    "CometLogger",
+)
+_DROPPED_DATA = {
+    "prefetch_factor": "salt's loader reads whole chunks in background threads",
+    "move_files_temp": "salt streams from the files where they are",
+    "multiprocessing_context": "salt's loader reads in threads",
+}
+_RENAMED_DATA = {
+    "parameters": "PARAMETERS",
+    "config_s3": "config_S3",
+    "num_jets_train": "num_train",
+    "num_jets_val": "num_val",
+    "num_jets_test": "num_test",
+}
+_REFUSED_DATA = {
+    "input_names": "name the variables by their dataset (data.variables: {tracks: [...]}) and "
+    "rename with data.input_map",
+    "concat_jet_tracks": "jet variables are appended to every constituent by default "
+    "(init net attach_global)",
+    "train_vds_path": "give the files to data.train_file (globs and lists are accepted)",
+    "val_vds_path": "give the files to data.val_file (globs and lists are accepted)",
+    "test_vds_path": "give the files to data.test_file (globs and lists are accepted)",
+    "test_suff": "pass --test_suffix to salt test",
+    "edge_constructors": "add pair features with model.model.edge_features",
+    "nan_to_num": "clean non-finite inputs in the preprocessing",
+    "non_finite_to_num": "clean non-finite inputs in the preprocessing",
+}
+
+
+@dataclass
+class Translation:
+    """A config in this project's syntax and what was changed to get there."""
+
+    config: dict[str, Any]
+    changes: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+def _args(node: Any) -> dict[str, Any] | None:
+    """The init_args of a class_path block (or the block itself when it has none)."""
+    if not isinstance(node, dict):
+        return None
+    if "class_path" in node:
+        args = node.get("init_args")
+        return args if isinstance(args, dict) else None
+    return node
+
+
+def _class(node: Any) -> str:
+    return str(node.get("class_path", "")) if isinstance(node, dict) else ""
+
+
+class _Rewriter:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.changes: list[str] = []
+
+    def note(self, where: str, what: str) -> None:
+        self.changes.append(f"{where}: {what}")
+
+    def refuse(self, where: str, what: str) -> ValueError:
+        return ValueError(f"{self.source}: {where} {what}")
+
+    # -- model ---------------------------------------------------------------------------
+    def module(self, model: dict[str, Any]) -> None:
+        if _class(model) == "salt.model.SaltModule" or "modules" in (_args(model) or {}):
+            raise self.refuse(
+                "model",
+                "uses salt-ml's module-graph syntax (salt.model.SaltModule with modules:), which "
+                "salt does not read; write model.model: {class_path: salt.models.SaltModel, ...} "
+                "(see the docs page 'Coming from salt-ml')",
+            )
+        if "mup_config" in model:
+            model["muP_config"] = model.pop("mup_config")
+            self.note("model.mup_config", "renamed to model.muP_config")
+        lrs = model.get("lrs_config")
+        if isinstance(lrs, dict) and "last_epoch" in lrs:
+            last = lrs.pop("last_epoch")
+            if last not in (-1, None):
+                raise self.refuse(
+                    "model.lrs_config.last_epoch",
+                    f"={last}: salt resumes the schedule from a checkpoint; remove it and "
+                    "pass --ckpt_path",
+                )
+            self.note("model.lrs_config.last_epoch", "removed (-1: the schedule starts fresh)")
+        net = model.get("model")
+        if isinstance(net, dict):
+            self.network(net)
+
+    def network(self, net: dict[str, Any]) -> None:
+        where = "model.model"
+        if _class(net) == "salt.models.JetTagger":
+            raise self.refuse(
+                f"{where}.class_path",
+                "salt.models.JetTagger: write salt.models.SaltModel (with encoder: instead of "
+                "gnn:, init_nets as a list of {input_name, dense_config})",
+            )
+        args = _args(net)
+        if args is None:
+            return
+        if "featurewise_nets" in args:
+            raise self.refuse(
+                f"{where}.featurewise_nets",
+                "is not supported; condition on PARAMETERS with "
+                "model.model.init_args.parameter_conditioning: film",
+            )
+        if "gnn" in args:
+            args["encoder"] = args.pop("gnn")
+            self.note(f"{where}.gnn", "renamed to encoder")
+        for key in ("init_nets", "tasks"):
+            if isinstance(args.get(key), dict):
+                args[key] = self.unwrap(args[key], f"{where}.{key}")
+        for i, init_net in enumerate(args.get("init_nets") or []):
+            self.init_net(init_net, f"{where}.init_nets[{i}]")
+        encoder = args.get("encoder")
+        if isinstance(encoder, dict):
+            self.encoder(encoder, f"{where}.encoder")
+        for i, task in enumerate(args.get("tasks") or []):
+            self.task(task, f"{where}.tasks[{i}]")
+
+    def unwrap(self, node: dict[str, Any], where: str) -> list[Any]:
+        if _class(node) not in ("torch.nn.ModuleList", "ModuleList"):
+            raise self.refuse(where, "expected a list (or a torch.nn.ModuleList block)")
+        modules = (node.get("init_args") or {}).get("modules")
+        if not isinstance(modules, list):
+            raise self.refuse(f"{where}.init_args.modules", "expected a list")
+        self.note(where, "torch.nn.ModuleList unwrapped to a plain list")
+        return modules
+
+    def dense(self, config: Any, where: str) -> None:
+        if isinstance(config, dict) and "mup" in config:
+            config["muP"] = config.pop("mup")
+            self.note(f"{where}.mup", "renamed to muP")
+
+    def init_net(self, init_net: Any, where: str) -> None:
+        if not isinstance(init_net, dict):
+            return
+        if "net" in init_net or "net" in (_args(init_net) or {}):
+            raise self.refuse(
+                where, "write an init net as {input_name: tracks, dense_config: {...}}"
+            )
+        args = _args(init_net) or {}
+        self.dense(args.get("dense_config"), f"{where}.dense_config")
+
+    def encoder(self, encoder: dict[str, Any], where: str) -> None:
+        args = _args(encoder) or {}
+        if _class(encoder) == "salt.models.TransformerEncoder":
+            if "mup" in args:
+                args["muP"] = args.pop("mup")
+                self.note(f"{where}.mup", "renamed to muP")
+            self.dense(args.get("dense_config"), f"{where}.dense_config")
+            mha = args.get("mha_config")
+            out_proj = mha.get("out_proj") if isinstance(mha, dict) else None
+            if (
+                isinstance(mha, dict)
+                and isinstance(out_proj, int)
+                and not isinstance(out_proj, bool)
+            ):
+                mha["out_proj"] = bool(out_proj)
+                self.note(
+                    f"{where}.mha_config.out_proj",
+                    f"{out_proj} read as {bool(out_proj)} (the projection maps back to "
+                    "embed_dim for the residual)",
+                )
+        for key in ("edge_embed_dim", "update_edges"):
+            if args.get(key):
+                raise self.refuse(
+                    f"{where}.{key}",
+                    "(salt-ml's edge attention) is not supported; add pair features with "
+                    "model.model.init_args.edge_features (salt.models.EdgeFeatures)",
+                )
+
+    def task(self, task: Any, where: str) -> None:
+        args = _args(task)
+        if args is None:
+            return
+        name = args.get("name", "?")
+        where = f"{where} ({name})"
+        if "input_type" in args or "net" in args:
+            raise self.refuse(
+                where, "write input_name: (not input_type:) and dense_config: (not net:)"
+            )
+        config = args.get("dense_config")
+        self.dense(config, f"{where}.dense_config")
+        if (
+            _class(task).endswith("ClassificationTask")
+            and not args.get("class_names")
+            and args.get("label") in _ORIGIN_LABELS
+            and isinstance(config, dict)
+            and config.get("output_size") == len(TRACK_ORIGIN_CLASSES)
+        ):
+            args["class_names"] = list(TRACK_ORIGIN_CLASSES)
+            self.note(f"{where}.class_names", "set to the 8 FTAG track-origin classes")
+        if _class(task).endswith("VertexingTask") and isinstance(config, dict):
+            size = config.get("input_size")
+            if isinstance(size, int):
+                # salt-ml states the pair width (2 x constituent width); salt the constituent's
+                config["input_size"] = size // 2
+                self.note(
+                    f"{where}.dense_config.input_size",
+                    f"{size} (pair width) read as {size // 2} (constituent width)",
+                )
+        loss = args.get("loss")
+        loss_args = _args(loss) if isinstance(loss, dict) else None
+        if (
+            isinstance(loss, dict)
+            and _class(loss) not in _TORCH_LOSSES.values()
+            and loss_args
+            and any(isinstance(loss_args.get(k), list) for k in _LIST_WEIGHTS)
+        ):
+            target = _TORCH_LOSSES.get(_class(loss))
+            if target is None:
+                raise self.refuse(
+                    f"{where}.loss",
+                    f"{_class(loss)} with a list weight: use torch.nn.CrossEntropyLoss or "
+                    "torch.nn.BCEWithLogitsLoss (or salt's class dict, use_class_dict: true)",
+                )
+            loss["class_path"] = target
+            self.note(f"{where}.loss", f"class weights as a list: {target}")
+
+    # -- data and trainer ------------------------------------------------------------------
+    def data(self, data: dict[str, Any]) -> None:
+        for key, reason in _DROPPED_DATA.items():
+            if key in data:
+                data.pop(key)
+                self.note(f"data.{key}", f"removed ({reason})")
+        for old, new in _RENAMED_DATA.items():
+            if old in data:
+                if new in data:
+                    raise self.refuse(f"data.{old}", f"and data.{new} both given; keep {new}")
+                data[new] = data.pop(old)
+                self.note(f"data.{old}", f"renamed to data.{new}")
+        for key, instead in _REFUSED_DATA.items():
+            if key in data and data[key] not in (None, False):
+                raise self.refuse(f"data.{key}", f"is not supported; {instead}")
+            if key in data:  # off: means what salt does anyway
+                data.pop(key)
+                self.note(f"data.{key}", "removed (off)")
+
+    def trainer(self, trainer: dict[str, Any]) -> None:
+        callbacks = trainer.get("callbacks")
+        if isinstance(callbacks, list):
+            kept = []
+            for i, callback in enumerate(callbacks):
+                cls = _class(callback) or (callback if isinstance(callback, str) else "")
+                where = f"trainer.callbacks[{i}] ({cls})"
+                if cls == "salt.callbacks.Checkpoint":
+                    self.note(where, "removed: salt checkpoints every epoch into <run>/ckpts")
+                elif cls == "salt.callbacks.PredictionWriter":
+                    self.note(
+                        where,
+                        "removed: salt test writes the predictions file itself "
+                        "(constituent outputs: --evaluation.write_constituents)",
+                    )
+                    args = _args(callback) or {}
+                    if args.get("write_tracks"):
+                        raise self.refuse(
+                            f"{where}.write_tracks",
+                            "write evaluation: {write_constituents: true} instead",
+                        )
+                elif cls == "salt.callbacks.SaveConfigCallback":
+                    self.note(where, "removed: salt saves the config in the run directory")
+                elif cls.startswith("salt.callbacks.") and cls not in _OUR_CALLBACKS:
+                    raise self.refuse(where, "has no equivalent in salt; remove it")
+                else:
+                    kept.append(callback)
+            trainer["callbacks"] = kept
+        logger = trainer.get("logger")
+        loggers = logger if isinstance(logger, list) else [logger]
+        for i, one in enumerate(loggers):
+            original = _class(one)
+            if original in _LIGHTNING_COMET:
+                one["class_path"] = _our_comet_logger()
+                args = _args(one) or {}
+                if "experiment_name" in args:
+                    args["name"] = args.pop("experiment_name")
+                self.note(
+                    f"trainer.logger[{i}]",
+                    f"{original} -> {one['class_path']} (offline without an API key)",
+                )
+
+
+_OUR_CALLBACKS = ("salt.callbacks.PerformanceWriter", "salt.callbacks.MemoryLogger")
+
+
+def _our_comet_logger() -> str:
+    """The Comet logger class salt's own base config uses (offline without a key)."""
+    base = Path(__file__).resolve().parents[1] / "configs" / "base.yaml"
+    content = yaml.safe_load(base.read_text()) or {}
+    logger = (content.get("trainer") or {}).get("logger")
+    for one in logger if isinstance(logger, list) else [logger]:
+        if "CometLogger" in _class(one):
+            return _class(one)
+    raise RuntimeError(f"{base}: no CometLogger in trainer.logger")
+
+
+def translate_config(config: Any, source: str = "config") -> Translation:
+    """Rewrite salt-ml forms in a loaded config into this project's syntax.
+
+    ``source`` (the file name) prefixes error messages. The input is not modified.
+    """
+    if not isinstance(config, dict):
+        return Translation(config)
+    out = copy.deepcopy(config)
+    rewriter = _Rewriter(source)
+    if isinstance(out.get("model"), dict):
+        rewriter.module(out["model"])
+    if isinstance(out.get("data"), dict):
+        rewriter.data(out["data"])
+    if isinstance(out.get("trainer"), dict):
+        rewriter.trainer(out["trainer"])
+    return Translation(out, rewriter.changes)
+
+
+__all__ = ["Translation", "translate_config"]

@@ -1,0 +1,314 @@
+"""salt-ml configs run unchanged except data paths: translation, Transformer adapter, migrate."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from salt.cli.main import main
+from salt.compat.losses import BCEWithLogitsLoss, CrossEntropyLoss
+from salt.compat.migrate import migrate_config
+from salt.compat.rewrite import translate_config
+from salt.models.dense import Dense, GatedLinear
+from salt.models.registers import Transformer
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "salt_ml"
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((FIXTURES / name).read_text())
+
+
+def data_args(demo: Path) -> list[str]:
+    return [
+        f"--data.train_file={demo / 'train.h5'}",
+        f"--data.val_file={demo / 'val.h5'}",
+        f"--data.test_file={demo / 'test.h5'}",
+        f"--data.norm_dict={demo / 'norm_dict.yaml'}",
+        f"--data.class_dict={demo / 'class_dict.yaml'}",
+    ]
+
+
+def print_config(args: list[str]) -> dict:
+    out = io.StringIO()
+    code: object = None
+    with contextlib.redirect_stdout(out):
+        try:
+            code = main([*args, "--print_config"])
+        except SystemExit as exit_:
+            code = exit_.code
+    assert code in (0, None), f"salt {' '.join(args)} --print_config exited with {code}"
+    return yaml.safe_load(out.getvalue())
+
+
+# -- building blocks ---------------------------------------------------------------------------
+def test_gated_linear_is_activation_of_gate_times_value():
+    torch.manual_seed(0)
+    unit = GatedLinear(3, 2, "ReLU")
+    x = torch.randn(5, 3)
+    full = unit.proj(x)
+    expected = torch.relu(full[:, :2]) * full[:, 2:]
+    torch.testing.assert_close(unit(x), expected)
+    dense = Dense(3, 4, hidden_layers=[2], gated=True)
+    assert isinstance(dense.net[0], GatedLinear)
+    # gated: the first layer is twice as wide (3*4+4 weights+biases), then 2->4
+    assert sum(p.numel() for p in dense.parameters()) == (3 * 4 + 4) + (2 * 4 + 4)
+
+
+def test_transformer_registers_padding_and_empty_jets():
+    torch.manual_seed(0)
+    enc = Transformer(
+        num_layers=2,
+        embed_dim=16,
+        out_dim=8,
+        attn_kwargs={"num_heads": 4},
+        dense_kwargs={"gated": True},
+        num_registers=3,
+    ).eval()
+    assert enc.registers is not None and enc.registers.shape == (3, 16)
+    x = torch.randn(4, 6, 16)
+    mask = torch.zeros(4, 6, dtype=torch.bool)
+    mask[:, 4:] = True
+    mask[0] = True  # a jet without constituents
+    out = enc(x, mask)
+    assert out.shape == (4, 6, 8)
+    assert torch.isfinite(out).all()
+    assert out[0].abs().sum() == 0 and out[:, 4:].abs().sum() == 0
+    # what the padding holds never matters
+    noisy = x.clone()
+    noisy[:, 4:] = 1e3
+    torch.testing.assert_close(enc(noisy, mask), out)
+    # the registers are attended to: changing them changes the constituents' outputs
+    with torch.no_grad():
+        enc.registers.add_(torch.randn_like(enc.registers))
+    assert not torch.allclose(enc(x, mask)[1:, :4], out[1:, :4])
+
+
+def test_transformer_defaults_follow_salt_ml():
+    enc = Transformer(num_layers=1, embed_dim=8)
+    assert enc.num_registers == 1  # salt-ml's default
+    ffn = enc.encoder.layers[0].ffn
+    assert any(isinstance(m, nn.SiLU) for m in ffn.modules())  # salt-ml's GLU default
+
+
+@pytest.mark.parametrize(
+    "kwargs,option",
+    [
+        ({"do_final_norm": False}, "do_final_norm"),
+        ({"edge_embed_dim": 8}, "edge_embed_dim"),
+        ({"attn_type": "flash"}, "attn_type"),
+        ({"ls_init": 1e-3}, "ls_init"),
+        ({"attn_kwargs": {"do_qk_norm": True}}, "do_qk_norm"),
+        ({"dense_kwargs": {"hidden": 3}}, "dense_kwargs"),
+    ],
+)
+def test_transformer_refuses_what_it_cannot_do(kwargs, option):
+    with pytest.raises(ValueError, match=option) as err:
+        Transformer(num_layers=1, embed_dim=8, **kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_list_weight_losses_equal_torch_with_tensors():
+    logits, target = torch.randn(6, 3), torch.tensor([0, 1, 2, 2, 1, 0])
+    ours = CrossEntropyLoss(weight=[1.0, 2.0, 0.5])
+    ref = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5]))
+    torch.testing.assert_close(ours(logits, target), ref(logits, target))
+    pair = BCEWithLogitsLoss(pos_weight=[3.0], reduction="none")
+    y = torch.tensor([[1.0], [0.0]])
+    torch.testing.assert_close(
+        pair(torch.zeros(2, 1), y),
+        nn.BCEWithLogitsLoss(pos_weight=torch.tensor([3.0]), reduction="none")(
+            torch.zeros(2, 1), y
+        ),
+    )
+    with pytest.raises(ValueError, match="weight"):
+        CrossEntropyLoss(weight=[])
+
+
+# -- translation -------------------------------------------------------------------------------
+def test_salt_configs_pass_unchanged():
+    for name in ("GN2.yaml", "GN2_muP.yaml", "GN2_param.yaml"):
+        config = yaml.safe_load((ROOT / "configs" / name).read_text())
+        translation = translate_config(config)
+        assert not translation.changed, translation.changes
+        assert translation.config == config
+
+
+def test_translation_of_salt_ml_forms():
+    out = translate_config(load("GN2.yaml")).config
+    tasks = out["model"]["model"]["init_args"]["tasks"]
+    assert isinstance(tasks, list) and len(tasks) == 3
+    assert tasks[2]["init_args"]["dense_config"]["input_size"] == 128  # pair width 256 / 2
+    assert tasks[1]["init_args"]["class_names"][0] == "Pileup"
+    base = translate_config(load("base.yaml")).config
+    classes = [c["class_path"] for c in base["trainer"]["callbacks"]]
+    assert "salt.callbacks.Checkpoint" not in classes
+    assert "salt.callbacks.PredictionWriter" not in classes
+    assert base["trainer"]["logger"]["class_path"].startswith("salt.")
+    assert "last_epoch" not in base["model"]["lrs_config"]
+    assert "prefetch_factor" not in base["data"]
+    mup = translate_config(load("GN2_muP.yaml")).config
+    assert "muP_config" in mup["model"] and "mup_config" not in mup["model"]
+    net = mup["model"]["model"]["init_args"]
+    assert net["init_nets"][0]["dense_config"]["muP"] is True
+    assert net["encoder"]["init_args"]["muP"] is True
+    gn1 = translate_config(load("GN1.yaml")).config
+    assert gn1["model"]["model"]["init_args"]["encoder"]["init_args"]["mha_config"]["out_proj"]
+    assert translate_config(load("param.yaml")).config["data"]["PARAMETERS"]["massHypothesis"]
+
+
+@pytest.mark.parametrize(
+    "edit,option",
+    [
+        (lambda c: c["data"].update(non_finite_to_num=True), "data.non_finite_to_num"),
+        (lambda c: c["model"].setdefault("lrs_config", {}).update(last_epoch=7), "last_epoch"),
+        (
+            lambda c: c["model"]["model"]["init_args"].update(featurewise_nets=[{}]),
+            "featurewise_nets",
+        ),
+        (lambda c: c["model"]["model"].update(class_path="salt.models.JetTagger"), "JetTagger"),
+        (lambda c: c["data"].update(input_names={"jet": "jets"}), "data.input_names"),
+        (
+            lambda c: c["trainer"]["callbacks"].append({"class_path": "salt.callbacks.Unknown"}),
+            r"salt\.callbacks\.Unknown",
+        ),
+    ],
+)
+def test_unsupported_options_stop_with_one_line(edit, option):
+    config = load("GN2.yaml")
+    config["trainer"]["callbacks"] = []
+    edit(config)
+    with pytest.raises(ValueError, match=option) as err:
+        translate_config(config, "GN2.yaml")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("GN2.yaml: ")
+
+
+def test_post_2026_module_syntax_is_refused_with_a_pointer():
+    config = {"model": {"class_path": "salt.model.SaltModule", "init_args": {"modules": {}}}}
+    with pytest.raises(ValueError, match=r"salt\.models\.SaltModel"):
+        translate_config(config)
+
+
+# -- the CLI ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "configs",
+    [
+        ["base.yaml", "GN2.yaml"],
+        ["GN1.yaml"],
+        ["GN2_registers.yaml"],
+        ["GN2_registers.yaml", "param.yaml"],
+        ["GN2_muP.yaml"],
+    ],
+)
+def test_print_config_reads_salt_ml_configs(configs, demo_dir: Path):
+    args = [a for c in configs for a in ("--config", str(FIXTURES / c))]
+    printed = print_config(["fit", *args, *data_args(demo_dir)])
+    net = printed["model"]["model"]["init_args"]
+    assert isinstance(net["tasks"], list)
+    if "GN2.yaml" in configs:
+        assert net["encoder"]["class_path"] in (
+            "salt.models.Transformer",
+            "salt.models.registers.Transformer",
+        )
+        logger = printed["trainer"]["logger"]
+        logger = logger[0] if isinstance(logger, list) else logger
+        assert logger["class_path"].endswith("CometLogger")
+        assert logger["class_path"].startswith("salt.")
+    if "param.yaml" in configs:
+        assert printed["data"]["PARAMETERS"]["massHypothesis"]["test"] == 16.0
+
+
+def short_fit_args(demo: Path, root: Path, name: str) -> list[str]:
+    return [
+        *data_args(demo),
+        "--data.num_inputs={tracks: 8}",
+        "--data.num_train=200",
+        "--data.num_val=100",
+        "--data.batch_size=100",
+        "--data.num_workers=0",
+        "--trainer.max_epochs=1",
+        "--trainer.accelerator=cpu",
+        "--trainer.precision=32",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.default_root_dir={root}",
+        "--log_suffix=ml",
+        "-n",
+        name,
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "configs",
+    [["base.yaml", "GN2.yaml"], ["GN1.yaml"], ["GN2_registers.yaml", "param.yaml"]],
+)
+def test_salt_ml_configs_fit(configs, demo_dir: Path, tmp_path: Path):
+    args = [a for c in configs for a in ("--config", str(FIXTURES / c))]
+    assert main(["fit", *args, *short_fit_args(demo_dir, tmp_path, "ml")]) == 0
+    run = tmp_path / "ml_ml"
+    assert list((run / "ckpts").glob("*.ckpt"))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    # the run directory's config is in salt's own syntax: it runs without translation
+    assert not translate_config(saved).changed
+
+
+def test_migrate_writes_salt_syntax(tmp_path: Path, capsys):
+    out = tmp_path / "GN2_reg.yaml"
+    assert main(["migrate", str(FIXTURES / "GN2_registers.yaml"), "-o", str(out)]) == 0
+    migrated = yaml.safe_load(out.read_text())
+    assert not translate_config(migrated).changed
+    net = migrated["model"]["model"]["init_args"]
+    assert net["encoder"]["class_path"] == "salt.models.TransformerV2"  # registers: kept
+    assert "input_size" not in net["tasks"][0]["init_args"]["dense_config"]
+    err = capsys.readouterr().err
+    assert "ModuleList unwrapped" in err and "removed (derived)" in err
+    # no overwrite without --overwrite
+    assert main(["migrate", str(FIXTURES / "GN1.yaml"), "-o", str(out)]) == 2
+    assert main(["migrate", str(FIXTURES / "GN1.yaml"), "-o", str(out), "--overwrite"]) == 0
+
+
+def test_migrate_turns_a_register_free_transformer_into_our_encoder():
+    config = load("GN2.yaml")
+    config["model"]["model"]["init_args"]["encoder"]["init_args"]["num_registers"] = 0
+    migrated = migrate_config(config).config
+    encoder = migrated["model"]["model"]["init_args"]["encoder"]
+    assert encoder["class_path"] == "salt.models.TransformerEncoder"
+    args = encoder["init_args"]
+    assert args["mha_config"]["num_heads"] == 8
+    assert args["dense_config"] == {
+        "hidden_layers": [512],
+        "activation": "ReLU",
+        "dropout": 0.0,
+        "gated": False,
+    }
+    # and the encoder it describes builds, with the same parameter count as the adapter
+    from salt.models.transformer import TransformerEncoder
+
+    ours = TransformerEncoder(**{k: v for k, v in args.items() if k != "mha_config"})
+    adapter = Transformer(
+        num_layers=4,
+        embed_dim=256,
+        out_dim=128,
+        num_registers=0,
+        dense_kwargs={"activation": "ReLU"},
+        attn_kwargs={"num_heads": 8},
+    )
+    count = sum(p.numel() for p in ours.parameters())
+    assert count == sum(p.numel() for p in adapter.parameters())
+
+
+def test_migrate_reports_unsupported_options(tmp_path: Path, capsys):
+    bad = tmp_path / "bad.yaml"
+    config = load("GN2.yaml")
+    config["data"]["non_finite_to_num"] = True
+    bad.write_text(yaml.safe_dump(config))
+    assert main(["migrate", str(bad)]) == 2
+    assert "data.non_finite_to_num" in capsys.readouterr().err
