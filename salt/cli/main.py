@@ -53,6 +53,9 @@ COMMANDS: dict[str, Command] = {
     "migrate": Command(
         "salt.compat.migrate:migrate_main", "rewrite a salt-ml config in salt's own syntax"
     ),
+    "norm-dict": Command(
+        "salt.data.norm_stats:norm_dict_main", "norm dict and class dict of a config's files"
+    ),
 }
 ALIASES = {"download-s3": "download_S3"}
 
