@@ -2,7 +2,8 @@
 Set Transformer (and any other shipped fragment), trained and evaluated with the same data,
 tasks and evaluation.
 
-Prints light and c rejection at 70 % b-efficiency, trainable parameters and training jets/s.
+Prints light and c rejection at 70 % b-efficiency, trainable parameters and training jets/s, and
+writes ``salt compare``'s table and overlaid plots of all runs to ``<out>/comparison/``.
 
     python benchmarks/compare_models.py [--num_train 50000] [--epochs 2] [--models GN2 ParT ...]
 """
@@ -51,6 +52,7 @@ def main() -> None:
     root = args.out or Path(tempfile.mkdtemp())
     data = args.data
     rows = []
+    run_dirs = []
     for name in args.models:
         configs = [a for f in MODELS[name] for a in ("--config", str(ROOT / "configs" / f))]
         common = [
@@ -76,6 +78,7 @@ def main() -> None:
         run(["fit", *configs, *common])
         seconds = time.perf_counter() - start
         run_dir = root / f"{name}_compare"
+        run_dirs.append(str(run_dir))
         run(["test", "--config", str(run_dir / "config.yaml"), "--overwrite",
              "--trainer.enable_progress_bar=false"])  # fmt: skip
         meta = yaml.safe_load((run_dir / "metadata.yaml").read_text())
@@ -92,6 +95,9 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for name, u_rej, c_rej, params, rate in rows:
         print(f"| {name} | {u_rej:.1f} | {c_rej:.2f} | {params:,} | {rate:,.0f} |")
+    comparison = root / "comparison"
+    run(["compare", *run_dirs, "--out", str(comparison), "--overwrite"])
+    print(f"table and overlaid plots of all runs: {comparison}")
 
 
 if __name__ == "__main__":
