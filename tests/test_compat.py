@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from salt.compat.migrate import migrate_config
 from salt.compat.rewrite import translate_config
 from salt.models.dense import Dense, GatedLinear
 from salt.models.registers import Transformer
+from salt.models.transformer import TransformerEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "salt_ml"
@@ -62,7 +64,15 @@ def test_gated_linear_is_activation_of_gate_times_value():
     assert sum(p.numel() for p in dense.parameters()) == (3 * 4 + 4) + (2 * 4 + 4)
 
 
-def test_transformer_registers_padding_and_empty_jets():
+def register_tokens(enc: Transformer) -> torch.Tensor:
+    """The adapter's registers, wherever they live (its own or the encoder's)."""
+    registers = enc.registers if enc.registers is not None else enc.encoder.registers
+    assert registers is not None
+    return registers
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_transformer_registers_padding_and_empty_jets(drop: bool):
     torch.manual_seed(0)
     enc = Transformer(
         num_layers=2,
@@ -71,29 +81,32 @@ def test_transformer_registers_padding_and_empty_jets():
         attn_kwargs={"num_heads": 4},
         dense_kwargs={"gated": True},
         num_registers=3,
+        drop_registers=drop,
     ).eval()
-    assert enc.registers is not None and enc.registers.shape == (3, 16)
+    assert register_tokens(enc).shape == (3, 16)
     x = torch.randn(4, 6, 16)
     mask = torch.zeros(4, 6, dtype=torch.bool)
     mask[:, 4:] = True
     mask[0] = True  # a jet without constituents
     out = enc(x, mask)
-    assert out.shape == (4, 6, 8)
+    # registers come out after the constituents (for pooling) unless dropped
+    length = 6 if drop or not enc.native_registers else 9
+    assert out.shape == (4, length, 8)
     assert torch.isfinite(out).all()
-    assert out[0].abs().sum() == 0 and out[:, 4:].abs().sum() == 0
+    assert out[0, :6].abs().sum() == 0 and out[:, 4:6].abs().sum() == 0
     # what the padding holds never matters
     noisy = x.clone()
     noisy[:, 4:] = 1e3
     torch.testing.assert_close(enc(noisy, mask), out)
     # the registers are attended to: changing them changes the constituents' outputs
     with torch.no_grad():
-        enc.registers.add_(torch.randn_like(enc.registers))
+        register_tokens(enc).add_(torch.randn(3, 16))
     assert not torch.allclose(enc(x, mask)[1:, :4], out[1:, :4])
 
 
 def test_transformer_defaults_follow_salt_ml():
     enc = Transformer(num_layers=1, embed_dim=8)
-    assert enc.num_registers == 1  # salt-ml's default
+    assert enc.num_registers == 1 and register_tokens(enc).shape == (1, 8)  # salt-ml's default
     ffn = enc.encoder.layers[0].ffn
     assert any(isinstance(m, nn.SiLU) for m in ffn.modules())  # salt-ml's GLU default
 
@@ -266,7 +279,13 @@ def test_migrate_writes_salt_syntax(tmp_path: Path, capsys):
     migrated = yaml.safe_load(out.read_text())
     assert not translate_config(migrated).changed
     net = migrated["model"]["model"]["init_args"]
-    assert net["encoder"]["class_path"] == "salt.models.TransformerV2"  # registers: kept
+    encoder = net["encoder"]
+    if "num_registers" in inspect.signature(TransformerEncoder).parameters:
+        assert encoder["class_path"] == "salt.models.TransformerEncoder"
+        assert encoder["init_args"]["num_registers"] == 8
+        assert encoder["init_args"]["dense_config"]["gated"] is True
+    else:
+        assert encoder["class_path"] == "salt.models.TransformerV2"
     assert "input_size" not in net["tasks"][0]["init_args"]["dense_config"]
     err = capsys.readouterr().err
     assert "ModuleList unwrapped" in err and "removed (derived)" in err
@@ -283,6 +302,7 @@ def test_migrate_turns_a_register_free_transformer_into_our_encoder():
     assert encoder["class_path"] == "salt.models.TransformerEncoder"
     args = encoder["init_args"]
     assert args["mha_config"]["num_heads"] == 8
+    assert args.get("num_registers", 0) == 0
     assert args["dense_config"] == {
         "hidden_layers": [512],
         "activation": "ReLU",
@@ -290,8 +310,6 @@ def test_migrate_turns_a_register_free_transformer_into_our_encoder():
         "gated": False,
     }
     # and the encoder it describes builds, with the same parameter count as the adapter
-    from salt.models.transformer import TransformerEncoder
-
     ours = TransformerEncoder(**{k: v for k, v in args.items() if k != "mha_config"})
     adapter = Transformer(
         num_layers=4,

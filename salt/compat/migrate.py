@@ -2,14 +2,16 @@
 
 ``salt fit`` already reads salt-ml configs as they are; migrating makes the translation
 permanent and idiomatic: on top of what :func:`~salt.compat.rewrite.translate_config` does, the
-sizes salt derives itself (init-net, pooling and task input sizes) are removed, and an encoder
-without registers becomes a plain ``salt.models.TransformerEncoder``. Every change is printed;
-an option without an equivalent stops the migration with one line saying what to write instead.
+sizes salt derives itself (init-net, pooling and task input sizes) are removed, and the encoder
+becomes a plain ``salt.models.TransformerEncoder`` where that can express it. Every change is
+printed; an option without an equivalent stops the migration with one line saying what to write
+instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import sys
@@ -20,6 +22,7 @@ import yaml
 
 from salt.compat.rewrite import Translation, translate_config
 from salt.models.registers import ATTENTION_TYPES
+from salt.models.transformer import TransformerEncoder
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +31,9 @@ _TRANSFORMERS = ("salt.models.Transformer", "salt.models.TransformerV2")
 
 def _transformer_as_encoder(init_args: dict[str, Any]) -> dict[str, Any] | None:
     """TransformerEncoder init_args for a salt-ml Transformer without registers, else None."""
-    if int(init_args.get("num_registers", 1)) != 0:
+    accepted = inspect.signature(TransformerEncoder).parameters
+    registers = int(init_args.get("num_registers", 1))  # salt-ml's default is one
+    if registers and ("num_registers" not in accepted or init_args.get("drop_registers")):
         return None
     known = {"num_layers", "embed_dim", "out_dim", "norm", "attn_type", "do_final_norm"}
     known |= {"num_registers", "drop_registers", "mup", "dense_kwargs", "attn_kwargs"}
@@ -62,6 +67,10 @@ def _transformer_as_encoder(init_args: dict[str, Any]) -> dict[str, Any] | None:
             "gated": bool(dense.get("gated", False)),
         },
     }
+    if registers:
+        encoder["num_registers"] = registers
+    if "norm_affine" in accepted and encoder["norm_layer"] == "LayerNorm":
+        encoder["norm_affine"] = False  # salt-ml's LayerNorm learns no scale and shift
     if init_args.get("mup"):
         encoder["muP"] = True
     return encoder
@@ -104,8 +113,8 @@ def migrate_config(config: Any, source: str = "config") -> Translation:
             converted = _transformer_as_encoder(encoder.get("init_args") or {})
             if converted is None:
                 changes.append(
-                    "model.model.encoder: kept as salt.models.Transformer (registers or "
-                    "salt-ml options that only it reads; salt-ml's default is one register)"
+                    "model.model.encoder: kept as salt.models.Transformer (options that only "
+                    "it reads)"
                 )
             else:
                 net_args["encoder"] = {

@@ -10,6 +10,7 @@ Options without an equivalent stop with a one-line error that says what to write
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -83,21 +84,21 @@ class Transformer(nn.Module):
     Registers are ``num_registers`` learned vectors appended to every jet's sequence: each
     constituent can attend to them, so attention always has somewhere to go (also in jets with
     one or no constituent), and they carry jet-wide state between layers. They take part in
-    every attention layer and are removed from the output, so pooling and the constituent tasks
-    see exactly the jet's constituents.
+    every attention layer; they come out after the constituents, so pooling reads them too (the
+    constituent tasks never see them), unless ``drop_registers`` removes them from the output.
 
     Args:
         num_layers: number of encoder layers.
         embed_dim: width of the embeddings (the init nets' ``output_size``).
         out_dim: width of a final linear projection; none keeps ``embed_dim``.
-        norm: ``LayerNorm`` or ``RMSNorm`` (before each sub-block and on the output).
+        norm: ``LayerNorm`` (without a learned scale and shift, as salt-ml's) or ``RMSNorm``
+            (before each sub-block and on the output).
         attn_type: salt-ml's attention kernel (``torch-math``, ``torch-flash``, ``torch-meff``,
             ``flash-varlen``); all run torch's fused scaled-dot-product attention over the
             padded sequence, which picks the fastest kernel for the device.
         do_final_norm: normalise the output (our encoder always does; ``false`` is refused).
         num_registers: number of register tokens (0 for none).
-        drop_registers: accepted for compatibility; registers are always removed from the
-            output.
+        drop_registers: remove the registers from the output (pooling does not see them).
         edge_embed_dim, update_edges: salt-ml's edge attention (refused: use
             ``model.model.edge_features``).
         mup: build in the maximal update parametrisation (our ``muP``).
@@ -152,6 +153,16 @@ class Transformer(nn.Module):
         self.embed_dim = embed_dim
         self.out_dim = out_dim
         self.num_registers = num_registers
+        self.drop_registers = drop_registers
+        accepted = inspect.signature(TransformerEncoder).parameters
+        # registers and affine-free norms are the encoder's own where it has them (then the
+        # registers reach pooling, as in salt-ml); otherwise this class adds the registers
+        self.native_registers = "num_registers" in accepted
+        optional: dict[str, Any] = {}
+        if self.native_registers:
+            optional["num_registers"] = num_registers
+        if "norm_affine" in accepted:
+            optional["norm_affine"] = norm != "LayerNorm"  # salt-ml's LayerNorm has no affine
         self.encoder = TransformerEncoder(
             embed_dim=embed_dim,
             num_layers=num_layers,
@@ -160,9 +171,10 @@ class Transformer(nn.Module):
             out_dim=out_dim,
             norm_layer=norm,
             muP=mup,
+            **optional,
         )
         self.registers: nn.Parameter | None = None
-        if num_registers:
+        if num_registers and not self.native_registers:
             # small values: registers start close to "empty" and learn what to hold
             self.registers = nn.Parameter(1e-4 * torch.randn(num_registers, embed_dim))
         self.output_size: int = embed_dim if out_dim is None else out_dim
@@ -170,10 +182,16 @@ class Transformer(nn.Module):
     def forward(
         self, x: Tensor, pad_mask: Tensor | None = None, attn_bias: Tensor | None = None
     ) -> Tensor:
-        """Encode x (B, L, embed_dim) to (B, L, output_size); registers never leave it."""
+        """Encode x (B, L, embed_dim) to (B, L [+ num_registers], output_size).
+
+        The registers come out after the constituents (for pooling) when the encoder has its
+        own and ``drop_registers`` is off; otherwise the output has the input's length.
+        """
+        length = x.shape[1]
         if self.registers is None:
-            return self.encoder(x, pad_mask=pad_mask, attn_bias=attn_bias)
-        batch, length = x.shape[0], x.shape[1]
+            out = self.encoder(x, pad_mask=pad_mask, attn_bias=attn_bias)
+            return out[:, :length] if self.drop_registers else out
+        batch = x.shape[0]
         registers = self.registers.to(x.dtype).unsqueeze(0).expand(batch, -1, -1)
         x = torch.cat([x, registers], dim=1)
         if pad_mask is not None:
