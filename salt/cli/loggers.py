@@ -25,7 +25,8 @@ def comet_api_key(explicit: str | None) -> str | None:
     try:
         import comet_ml
 
-        return comet_ml.config.get_config("comet.api_key") or None
+        key = comet_ml.config.get_config("comet.api_key")
+        return str(key) if key else None
     except Exception:  # a broken ~/.comet.config must not stop training
         return None
 
@@ -143,7 +144,7 @@ def run_dir_loggers(spec: LoggerSpec, run_dir: Path) -> list[Any]:
 
     loggers: list[Any] = [
         Namespace(
-            class_path="lightning.pytorch.loggers.CSVLogger",
+            class_path="salt.metrics_csv.ResumableCSVLogger",  # keeps rows on resume
             init_args=Namespace(save_dir=str(run_dir), name="", version=""),
         )
     ]
