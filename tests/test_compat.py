@@ -330,3 +330,50 @@ def test_migrate_reports_unsupported_options(tmp_path: Path, capsys):
     bad.write_text(yaml.safe_dump(config))
     assert main(["migrate", str(bad)]) == 2
     assert "data.non_finite_to_num" in capsys.readouterr().err
+
+
+# -- the docs page's commands, run for real on the demo files -----------------------------------
+DOC = ROOT / "docs" / "tutorials" / "coming-from-salt-ml.md"
+
+
+def doc_page() -> tuple[dict, list[list[str]]]:
+    """The page's salt-ml config (its ``# file:`` block) and its salt command lines."""
+    import re
+    import shlex
+
+    text = DOC.read_text()
+    blocks = re.findall(r"```(\w+)\n(.*?)```", text, re.S)
+    config = next(yaml.safe_load(b) for lang, b in blocks if lang == "yaml" and "# file:" in b)
+    commands = [
+        shlex.split(line)
+        for lang, b in blocks
+        if lang == "bash"
+        for line in b.splitlines()
+        if line.startswith("salt ")
+    ]
+    return config, commands
+
+
+@pytest.mark.slow
+def test_docs_page_commands_run(demo_dir: Path, tmp_path: Path, monkeypatch):
+    config, commands = doc_page()
+    assert {c[1] for c in commands} == {"fit", "migrate", "norm-dict"}
+    for key in ("train", "val", "test"):
+        config["data"][f"{key}_file"] = str(demo_dir / f"{key}.h5")
+    for key in ("norm_dict", "class_dict"):
+        config["data"][key] = str(demo_dir / f"{key}.yaml")
+    (tmp_path / "GN2_salt_ml.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)
+    for argv in commands:
+        args = [a.replace("$OUT", str(tmp_path / "out")) for a in argv[1:]]
+        if args[0] == "fit":
+            tiny = [a for a in short_fit_args(demo_dir, tmp_path, "doc") if "_dict=" not in a]
+            args += [a for a in tiny if not a.startswith("--data.") or "num" in a or "batch" in a]
+        assert main(args) == 0, argv
+    assert list((tmp_path / "doc_ml" / "ckpts").glob("*.ckpt"))
+    migrated = yaml.safe_load((tmp_path / "GN2_salt.yaml").read_text())
+    assert not translate_config(migrated).changed
+    norm = yaml.safe_load((tmp_path / "out" / "norm_dict.yaml").read_text())
+    assert set(norm) == {"jets", "tracks"} and "d0" in norm["tracks"]
+    classes = yaml.safe_load((tmp_path / "out" / "class_dict.yaml").read_text())
+    assert len(classes["jets"]["flavour_label"]) == 4

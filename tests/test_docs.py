@@ -147,7 +147,7 @@ def test_command(where: str, argv: list[str], tmp_path: Path, monkeypatch: pytes
     prog, args = argv[0], _localise(argv[1:], files, tmp_path)
     if prog == "salt":
         sub = args[0]
-        if sub in ("demo-data", "inspect", "calculate_quantiles"):
+        if sub in ("demo-data", "inspect", "calculate_quantiles", "migrate", "norm-dict"):
             import salt.cli.main
 
             assert f'"{sub}"' in Path(salt.cli.main.__file__).read_text()

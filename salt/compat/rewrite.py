@@ -91,6 +91,19 @@ def _args(node: Any) -> dict[str, Any] | None:
     return node
 
 
+def _constituent_width(net_args: dict[str, Any]) -> int | None:
+    """The width of the encoded constituents as the config states it, if it does."""
+    encoder = _args(net_args.get("encoder")) or {}
+    for key in ("out_dim", "embed_dim"):
+        if isinstance(encoder.get(key), int):
+            return int(encoder[key])
+    for init_net in net_args.get("init_nets") or []:
+        config = (_args(init_net) or {}).get("dense_config") or {}
+        if isinstance(config.get("output_size"), int):
+            return int(config["output_size"])
+    return None
+
+
 def _class(node: Any) -> str:
     return str(node.get("class_path", "")) if isinstance(node, dict) else ""
 
@@ -160,8 +173,9 @@ class _Rewriter:
         encoder = args.get("encoder")
         if isinstance(encoder, dict):
             self.encoder(encoder, f"{where}.encoder")
+        width = _constituent_width(args)
         for i, task in enumerate(args.get("tasks") or []):
-            self.task(task, f"{where}.tasks[{i}]")
+            self.task(task, f"{where}.tasks[{i}]", width)
 
     def unwrap(self, node: dict[str, Any], where: str) -> list[Any]:
         if _class(node) not in ("torch.nn.ModuleList", "ModuleList"):
@@ -215,7 +229,7 @@ class _Rewriter:
                     "model.model.init_args.edge_features (salt.models.EdgeFeatures)",
                 )
 
-    def task(self, task: Any, where: str) -> None:
+    def task(self, task: Any, where: str, width: int | None = None) -> None:
         args = _args(task)
         if args is None:
             return
@@ -238,7 +252,7 @@ class _Rewriter:
             self.note(f"{where}.class_names", "set to the 8 FTAG track-origin classes")
         if _class(task).endswith("VertexingTask") and isinstance(config, dict):
             size = config.get("input_size")
-            if isinstance(size, int):
+            if isinstance(size, int) and width is not None and size == 2 * width:
                 # salt-ml states the pair width (2 x constituent width); salt the constituent's
                 config["input_size"] = size // 2
                 self.note(
