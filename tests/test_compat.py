@@ -377,3 +377,19 @@ def test_docs_page_commands_run(demo_dir: Path, tmp_path: Path, monkeypatch):
     assert set(norm) == {"jets", "tracks"} and "d0" in norm["tracks"]
     classes = yaml.safe_load((tmp_path / "out" / "class_dict.yaml").read_text())
     assert len(classes["jets"]["flavour_label"]) == 4
+
+
+def test_prediction_writer_options_become_evaluation_options():
+    config = load("base.yaml")
+    config["trainer"]["callbacks"][1]["init_args"] = {
+        "write_tracks": True,
+        "extra_vars": {"jets": ["eventNumber"]},
+        "half_precision": True,
+    }
+    out = translate_config(config).config
+    assert out["evaluation"]["write_constituents"] is True
+    assert out["evaluation"]["jet_fields"][-1] == "eventNumber"
+    assert "flavour_label" in out["evaluation"]["jet_fields"]
+    config["trainer"]["callbacks"][1]["init_args"] = {"write_objects": True}
+    with pytest.raises(ValueError, match="write_objects"):
+        translate_config(config)

@@ -128,6 +128,17 @@ class _Rewriter:
                 "salt does not read; write model.model: {class_path: salt.models.SaltModel, ...} "
                 "(see the docs page 'Coming from salt-ml')",
             )
+        optimizer = model.get("optimizer")
+        if isinstance(optimizer, str):
+            if optimizer.lower() != "adamw":
+                raise self.refuse(
+                    "model.optimizer",
+                    f"'{optimizer}' (by name): give the optimizer by class_path with its own schedule, "
+                    "e.g. {class_path: pytorch_optimizer.Lion} (see configs/toolbox/"
+                    "optimizer_lion.yaml)",
+                )
+            model.pop("optimizer")
+            self.note("model.optimizer", "AdamW removed (salt's default, with lrs_config)")
         if "mup_config" in model:
             model["muP_config"] = model.pop("mup_config")
             self.note("model.mup_config", "renamed to model.muP_config")
@@ -296,7 +307,31 @@ class _Rewriter:
                 data.pop(key)
                 self.note(f"data.{key}", "removed (off)")
 
-    def trainer(self, trainer: dict[str, Any]) -> None:
+    def prediction_writer(self, args: dict[str, Any], where: str, root: dict[str, Any]) -> None:
+        """salt-ml's writer options as salt's ``evaluation`` options."""
+        evaluation = root.setdefault("evaluation", {})
+        args = dict(args)
+        if args.pop("write_tracks", False):
+            evaluation["write_constituents"] = True
+            self.note(f"{where}.write_tracks", "-> evaluation.write_constituents: true")
+        extra = args.pop("extra_vars", None) or {}
+        glob = (root.get("data") or {}).get("global_object", "jets")
+        for name, fields in extra.items():
+            if name != glob:
+                raise self.refuse(
+                    f"{where}.extra_vars.{name}",
+                    "salt carries only jet fields; list them in evaluation.jet_fields",
+                )
+            current = evaluation.setdefault("jet_fields", list(_DEFAULT_JET_FIELDS))
+            current.extend(f for f in fields if f not in current)
+            self.note(f"{where}.extra_vars.{name}", "-> evaluation.jet_fields")
+        if args.pop("half_precision", False):
+            self.note(f"{where}.half_precision", "removed (predictions are written as float32)")
+        unknown = sorted(k for k, v in args.items() if v not in (None, False, [], {}))
+        if unknown:
+            raise self.refuse(f"{where}.{unknown[0]}", "has no equivalent in salt; remove it")
+
+    def trainer(self, trainer: dict[str, Any], root: dict[str, Any]) -> None:
         callbacks = trainer.get("callbacks")
         if isinstance(callbacks, list):
             kept = []
@@ -311,12 +346,7 @@ class _Rewriter:
                         "removed: salt test writes the predictions file itself "
                         "(constituent outputs: --evaluation.write_constituents)",
                     )
-                    args = _args(callback) or {}
-                    if args.get("write_tracks"):
-                        raise self.refuse(
-                            f"{where}.write_tracks",
-                            "write evaluation: {write_constituents: true} instead",
-                        )
+                    self.prediction_writer(_args(callback) or {}, where, root)
                 elif cls == "salt.callbacks.SaveConfigCallback":
                     self.note(where, "removed: salt saves the config in the run directory")
                 elif cls.startswith("salt.callbacks.") and cls not in _OUR_CALLBACKS:
@@ -339,6 +369,8 @@ class _Rewriter:
                 )
 
 
+# the jet fields ``salt test`` carries by default (salt.cli.salt_cli.EvaluationOptions)
+_DEFAULT_JET_FIELDS = ("pt", "eta", "HadronConeExclTruthLabelID", "flavour_label")
 _OUR_CALLBACKS = ("salt.callbacks.PerformanceWriter", "salt.callbacks.MemoryLogger")
 
 
@@ -367,7 +399,7 @@ def translate_config(config: Any, source: str = "config") -> Translation:
     if isinstance(out.get("data"), dict):
         rewriter.data(out["data"])
     if isinstance(out.get("trainer"), dict):
-        rewriter.trainer(out["trainer"])
+        rewriter.trainer(out["trainer"], out)
     return Translation(out, rewriter.changes)
 
 
