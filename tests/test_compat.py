@@ -393,3 +393,12 @@ def test_prediction_writer_options_become_evaluation_options():
     config["trainer"]["callbacks"][1]["init_args"] = {"write_objects": True}
     with pytest.raises(ValueError, match="write_objects"):
         translate_config(config)
+
+
+def test_optimizer_by_name():
+    config = load("GN2.yaml")
+    config["model"]["optimizer"] = "AdamW"
+    assert "optimizer" not in translate_config(config).config["model"]
+    config["model"]["optimizer"] = "lion"
+    with pytest.raises(ValueError, match="pytorch_optimizer.Lion"):
+        translate_config(config)

@@ -133,9 +133,9 @@ class _Rewriter:
             if optimizer.lower() != "adamw":
                 raise self.refuse(
                     "model.optimizer",
-                    f"'{optimizer}' (by name): give the optimizer by class_path with its own schedule, "
-                    "e.g. {class_path: pytorch_optimizer.Lion} (see configs/toolbox/"
-                    "optimizer_lion.yaml)",
+                    f"'{optimizer}' (by name): give the optimizer by class_path with its own "
+                    "schedule, e.g. {class_path: pytorch_optimizer.Lion} (see "
+                    "configs/toolbox/optimizer_lion.yaml)",
                 )
             model.pop("optimizer")
             self.note("model.optimizer", "AdamW removed (salt's default, with lrs_config)")
