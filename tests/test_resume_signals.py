@@ -22,7 +22,7 @@ from salt.metrics_csv import HistoryWriter
 from salt.safe_load import load_checkpoint
 from tests.helpers import REPO, demo_fit_args
 
-STEPS_PER_EPOCH = 3000 // 60
+STEPS_PER_EPOCH = 1200 // 60
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -80,7 +80,7 @@ def fit_args(demo: Path, root: Path, *extra: str) -> list[str]:
     args = demo_fit_args(demo, root, "sig", "--trainer.logger=false", *extra)
     return [
         *args,
-        "--data.num_train=3000",
+        "--data.num_train=1200",
         "--data.batch_size=60",
         "--trainer.max_epochs=2",
         "--last_ckpt_every_n_steps=5",
@@ -205,3 +205,21 @@ def test_sigkill_keeps_the_history_up_to_the_last_checkpoint(demo_dir: Path, tmp
     assert steps == sorted(set(steps))  # no step twice
     assert set(steps) >= set(range(stopped - 1)) | set(range(stopped, 2 * STEPS_PER_EPOCH))
     assert load_checkpoint(run / "ckpts" / "last.ckpt")["global_step"] == 2 * STEPS_PER_EPOCH
+
+
+@pytest.mark.slow
+def test_resume_with_more_epochs_stretches_the_schedule(demo_dir: Path, tmp_path: Path):
+    """The run's OneCycle schedule was built for 1 epoch; resumed to 3 it follows the new
+    length from the step it reached (it used to fail with "Tried to step N times")."""
+    from salt.cli.main import main
+
+    assert main([*demo_fit_args(demo_dir, tmp_path, "more"), "--trainer.max_epochs=1"]) == 0
+    run = tmp_path / "more_run"
+    resume = ["fit", "--config", str(run / "config.yaml"), "--ckpt_path=last"]
+    assert main([*resume, "--trainer.max_epochs=3"]) == 0
+    final = load_checkpoint(run / "ckpts" / "last.ckpt")
+    assert final["global_step"] == 9  # 3 epochs of 300 / 100
+    (schedule,) = final["lr_schedulers"]
+    assert schedule["total_steps"] == 9 and schedule["last_epoch"] == 9
+    assert yaml.safe_load((run / "metadata.yaml").read_text())["status"] == "finished"
+    assert len(metric_steps(run, "val/loss")) == 3

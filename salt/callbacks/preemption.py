@@ -19,6 +19,7 @@ import lightning as L
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from salt.callbacks.resume_schedule import restore_shapes, schedule_shapes
 from salt.utils.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class PreemptionCheckpoint(L.Callback):
     """On SIGTERM/SIGUSR1 (SLURM pre-emption, ``scancel``), finish the current step, write
     ``last.ckpt`` and stop at once: no validation, no epoch checkpoint.
 
+    On resume it keeps the run's metrics history and the schedule length of the current config
+    (see :mod:`salt.callbacks.resume_schedule`).
+
     The checkpoint is written when the current step ends, and the fit exits before the next one
     starts (once that step's metrics are logged). A signal during an epoch's last step or its
     validation lets the validation (and its epoch checkpoint) finish and stops at the end of
@@ -84,6 +88,7 @@ class PreemptionCheckpoint(L.Callback):
         self.requested: int | None = None
         self._saved = False
         self._flush = False
+        self._shapes: list[dict[str, Any]] = []
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -91,11 +96,15 @@ class PreemptionCheckpoint(L.Callback):
             log.warning("signal %d received: stopping after this step", signum)
         self.requested = signum
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._shapes = schedule_shapes(trainer)  # before a checkpoint restores older ones
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.ckpt_path is not None:  # a resumed fit continues the metrics history
+        if trainer.ckpt_path is not None:  # a resumed fit: keep its history, follow its config
             for logger in trainer.loggers:
                 if hasattr(logger, "resume_history"):
                     logger.resume_history()
+            restore_shapes(trainer, self._shapes)
         for sig in SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -119,10 +128,10 @@ class PreemptionCheckpoint(L.Callback):
                 logger.save()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.requested is not None:
-            if not self._saved:
-                self._save(trainer)
-            self._exit()
+        """After the validation: save now, exit before the next epoch's first step (the epoch
+        checkpoint is written after this hook)."""
+        if self.requested is not None and not self._saved:
+            self._save(trainer)
 
     def _save(self, trainer: L.Trainer) -> None:
         log.warning("saving %s at step %d and exiting", self.path, trainer.global_step)
