@@ -400,5 +400,5 @@ def test_optimizer_by_name():
     config["model"]["optimizer"] = "AdamW"
     assert "optimizer" not in translate_config(config).config["model"]
     config["model"]["optimizer"] = "lion"
-    with pytest.raises(ValueError, match="pytorch_optimizer.Lion"):
+    with pytest.raises(ValueError, match=r"pytorch_optimizer\.Lion"):
         translate_config(config)
