@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import re
@@ -20,6 +19,7 @@ from torch import Tensor
 
 from salt.tasks.classification import ClassificationTask
 from salt.tasks.vertexing import VertexingTask
+from salt.utils.claim import OutputClaim
 
 log = logging.getLogger(__name__)
 
@@ -53,53 +53,6 @@ def aux_output_names(tasks: list[Any], global_object: str) -> dict[int, str]:
             taken.add((task.input_name, kind))
             names[id(task)] = kind
     return names
-
-
-class OutputClaim:
-    """An exclusive claim on an output file, held by one process until it is written.
-
-    A lock file beside the output (``.<name>.lock``) is locked with ``flock``: the kernel
-    releases it when the process ends, however it ends, so a killed evaluation never blocks the
-    next one, and two evaluations of the same run never write (or clean up) one temporary file.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.lock_path = path.with_name(f".{path.name}.lock")
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def acquire(self) -> None:
-        """Take the claim, or fail in one line if another process holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise FileExistsError(
-                    f"'{self.path}' is being written by another process (it holds "
-                    f"'{self.lock_path}'); wait for it to finish"
-                ) from None
-            try:  # the previous holder may have removed the lock file before we locked it
-                same = os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                self._fd = fd
-                return
-            os.close(fd)
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        self.lock_path.unlink(missing_ok=True)
-        os.close(self._fd)
-        self._fd = None
 
 
 class PredictionWriter(L.Callback):

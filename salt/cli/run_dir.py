@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import getpass
 import platform
 import shutil
@@ -12,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from salt.utils.claim import OutputClaim
 from salt.utils.files import atomic_write_text
 
 RUN_DIR_ENV = "SALT_RUN_DIR"
@@ -22,13 +24,45 @@ def run_dir_name(name: str, suffix: str | None) -> str:
     return f"{name}_{stamp}"
 
 
-def check_free(path: Path, force: bool) -> None:
-    """Refuse to reuse a run directory unless the user said so."""
+_CLAIMS: dict[Path, OutputClaim] = {}  # held until the process ends
+
+
+def _refuse_reuse(path: Path, force: bool) -> None:
     if path.exists() and any(path.iterdir()) and not force:
         raise FileExistsError(
             f"run directory '{path}' already exists; pass --force (or --overwrite) to reuse it, "
             "or choose another --name/--log_suffix"
         )
+
+
+def check_free(path: Path, force: bool) -> None:
+    """Refuse to reuse a run directory unless the user said so, and claim it: of two fits
+    started at once with the same name, one fails here instead of both writing into it."""
+    _refuse_reuse(path, force)
+    key = path.resolve()
+    if key not in _CLAIMS:
+        claim = OutputClaim(path, "choose another --name/--log_suffix")
+        claim.acquire()
+        _CLAIMS[key] = claim
+        atexit.register(claim.release)
+        _refuse_reuse(path, force)  # the previous holder may have filled it meanwhile
+
+
+def check_resumable(root: Path, ckpt_path: str | None) -> None:
+    """``--ckpt_path last`` needs a run with a ``last.ckpt``: say so instead of silently
+    training from scratch (Lightning's behaviour when it finds none)."""
+    if ckpt_path != "last":
+        return
+    if not (root / "metadata.yaml").is_file():
+        raise FileNotFoundError(
+            f"--ckpt_path last: '{root}' is not a run directory (no metadata.yaml); resume with "
+            "--config <run>/config.yaml --ckpt_path last"
+        )
+    ckpts = root / "ckpts"
+    if not any(ckpts.glob("last*.ckpt")):
+        others = sorted(p.name for p in ckpts.glob("*.ckpt"))
+        hint = f"; pass one of {others[-3:]} as --ckpt_path" if others else ""
+        raise FileNotFoundError(f"--ckpt_path last: no last.ckpt in '{ckpts}'{hint}")
 
 
 def git_hash() -> str | None:

@@ -20,6 +20,7 @@ from salt.cli.run_dir import (
     RUN_DIR_ENV,
     best_checkpoint,
     check_free,
+    check_resumable,
     copy_into,
     run_dir_name,
     update_metadata,
@@ -174,6 +175,7 @@ class SaltCLI(LightningCLI):
 
     def _prepare_run_dir(self, cfg: Namespace) -> None:
         root = Path(cfg.trainer.default_root_dir or "logs")
+        check_resumable(root, cfg.get("ckpt_path"))
         # processes started by the DDP launcher reuse the run directory chosen by rank 0; with
         # srun/torchrun every process starts salt itself and only global rank 0 checks the name
         rank_env = ("RANK", "SLURM_PROCID", "LOCAL_RANK")
