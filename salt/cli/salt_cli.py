@@ -14,6 +14,7 @@ import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from salt.class_paths import check_command_line
 from salt.cli.errors import one_line, suggest, unknown_keys
 from salt.cli.loggers import run_dir_loggers, without_credentials
 from salt.cli.run_dir import (
@@ -124,6 +125,7 @@ class SaltCLI(LightningCLI):
         argv = list(sys.argv[1:] if args is None else args)
         printing = [a for a in argv if a.startswith("--print_config")]
         argv = [a for a in argv if not a.startswith("--print_config")]
+        check_command_line(argv)  # class paths: allowed packages, declared kinds, nothing called
         try:
             super().parse_arguments(parser, argv)
         except ArgumentError as err:
