@@ -60,8 +60,23 @@ def to_onnx_main(argv: list[str] | None = None) -> int:
         default=DEFAULT_PARITY_JETS,
         help="validation jets in the parity check (0: generated jets only)",
     )
+    parser.add_argument(
+        "--athena",
+        action="store_true",
+        help="write RUN/network_athena.onnx for Athena's GNN tool (one jet per call, "
+        "gnn_config metadata) instead of the batched graph",
+    )
+    parser.add_argument(
+        "--track_selection",
+        default="r22default",
+        help="with --athena: the Athena track selection named in gnn_config",
+    )
     args = parser.parse_args(argv)
     _setup_logging()
+    if args.athena:
+        from salt.export.athena import athena_main
+
+        return athena_main(args)
     try:
         result = export_onnx(
             args.ckpt_path,
