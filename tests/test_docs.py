@@ -172,6 +172,7 @@ def test_command(where: str, argv: list[str], tmp_path: Path, monkeypatch: pytes
 
         _parser().parse_known_args(args)
     elif prog in ("to_onnx", "get_onnx_metadata"):
+        import salt.export.athena
         import salt.export.metadata
         import salt.export.onnx_export
         from salt.export.cli import metadata_main, to_onnx_main
@@ -180,6 +181,7 @@ def test_command(where: str, argv: list[str], tmp_path: Path, monkeypatch: pytes
             raise _Parsed
 
         monkeypatch.setattr(salt.export.onnx_export, "export_onnx", stop)
+        monkeypatch.setattr(salt.export.athena, "export_athena", stop)
         monkeypatch.setattr(salt.export.metadata, "metadata_props", stop)
         with pytest.raises(_Parsed):  # argparse errors raise SystemExit instead
             (to_onnx_main if prog == "to_onnx" else metadata_main)(args)
