@@ -99,3 +99,38 @@ def test_salt_fit_refuses_a_config_that_would_run_a_command(
     assert line.startswith("salt: error:") and "class_path 'os.system'" in line
     assert not marker.exists()
     assert not (tmp_path / "evil_run").exists()
+
+
+def test_secrets_are_redacted_in_print_config(tmp_path: Path, capsys):
+    from salt.cli.main import main
+
+    comet = {
+        "class_path": "lightning.pytorch.loggers.CometLogger",
+        "init_args": {"api_key": "COMETKEY77", "project": "p"},
+    }
+    s3 = {"use_S3": False, "pubKey": "PUBKEY99", "secKey": "TOPSECRET123"}
+    args = ["fit", "--config", str(REPO / "configs" / "GN2.yaml")]
+    args += ["--config", config_file(tmp_path, {"trainer": {"logger": comet}})]
+    args += [f"--data.config_S3={yaml.safe_dump(s3, default_flow_style=True).strip()}"]
+    with pytest.raises(SystemExit) as done:
+        main([*args, "--print_config"])
+    assert done.value.code in (0, None)
+    out = capsys.readouterr()
+    printed = out.out + out.err
+    assert "api_key: <redacted>" in printed
+    for secret in ("COMETKEY77", "TOPSECRET123"):
+        assert secret not in printed
+
+
+@pytest.mark.slow
+def test_secrets_never_reach_the_run_directory(demo_dir: Path, tmp_path: Path, capsys):
+    from salt.cli.main import main
+
+    s3 = {"use_S3": False, "pubKey": "PUBKEY99", "secKey": "TOPSECRET123"}
+    extra = f"--data.config_S3={yaml.safe_dump(s3, default_flow_style=True).strip()}"
+    assert main(fit_args(demo_dir, tmp_path, "keys", "--trainer.logger=false", extra)) == 0
+    out = capsys.readouterr()
+    assert "TOPSECRET123" not in out.out + out.err
+    for path in (tmp_path / "keys_run").rglob("*"):
+        if path.is_file() and path.suffix in (".yaml", ".csv", ".json", ".txt"):
+            assert "TOPSECRET123" not in path.read_text(errors="replace"), path

@@ -30,6 +30,7 @@ from salt.cli.run_dir import (
 from salt.cli.wiring import derive_config
 from salt.data.datamodule import SaltDataModule
 from salt.data.paths import resolve_files
+from salt.redact import redact_yaml
 from salt.s3.cli import S3Session, prepare_s3
 from salt.tasks.classification import ClassificationTask
 from salt.training.module import SaltModule
@@ -142,7 +143,8 @@ class SaltCLI(LightningCLI):
             return
         if printing:
             sub_parser = self._parser(subcommand)
-            print(sub_parser.dump(self.config[subcommand], skip_none=False), end="")
+            text = sub_parser.dump(self.config[subcommand], skip_none=False)
+            print(redact_yaml(text), end="")  # keys given in a config are never shown
             sys.exit(0)
 
     def _active_config(self) -> Namespace:
@@ -326,6 +328,7 @@ class SaltCLI(LightningCLI):
         if self.s3 is not None:  # s3:// URLs instead of local copies, keys as placeholders
             self.s3.restore_saved(saved)
         text = self._parser("fit").dump(saved, skip_none=False, skip_link_targets=True)
+        text = redact_yaml(text)
         atomic_write_text(run_dir / "config.yaml", text)
         rows = {s: d.num_rows for s, d in self.datamodule.datasets.items()}
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
