@@ -180,7 +180,7 @@ def test_translation_of_salt_ml_forms():
 @pytest.mark.parametrize(
     "edit,option",
     [
-        (lambda c: c["data"].update(non_finite_to_num=True), "data.non_finite_to_num"),
+        (lambda c: c["data"].update(train_vds_path="x.h5"), "data.train_vds_path"),
         (lambda c: c["model"].setdefault("lrs_config", {}).update(last_epoch=7), "last_epoch"),
         (
             lambda c: c["model"]["model"]["init_args"].update(featurewise_nets=[{}]),
@@ -326,10 +326,10 @@ def test_migrate_turns_a_register_free_transformer_into_our_encoder():
 def test_migrate_reports_unsupported_options(tmp_path: Path, capsys):
     bad = tmp_path / "bad.yaml"
     config = load("GN2.yaml")
-    config["data"]["non_finite_to_num"] = True
+    config["data"]["edge_constructors"] = [{"name": "dR"}]
     bad.write_text(yaml.safe_dump(config))
     assert main(["migrate", str(bad)]) == 2
-    assert "data.non_finite_to_num" in capsys.readouterr().err
+    assert "data.edge_constructors" in capsys.readouterr().err
 
 
 # -- the docs page's commands, run for real on the demo files -----------------------------------
@@ -402,3 +402,23 @@ def test_optimizer_by_name():
     config["model"]["optimizer"] = "lion"
     with pytest.raises(ValueError, match=r"pytorch_optimizer\.Lion"):
         translate_config(config)
+
+
+def test_non_finite_to_num_replaces_instead_of_stopping():
+    import numpy as np
+
+    from salt.data.batch import BatchBuilder, InputSpec
+
+    rows = np.zeros((2, 3), dtype=[("d0", "f4"), ("valid", "?")])
+    rows["valid"] = True
+    rows["d0"] = [[1.0, np.nan, 2.0], [np.inf, -np.inf, 3.0]]
+    spec = InputSpec("tracks", "tracks", ["d0"], True)
+    with pytest.raises(ValueError, match=r"non-finite value in 'tracks\.d0'"):
+        BatchBuilder([spec]).build({"tracks": rows.copy()}, np.arange(2))
+    batch = BatchBuilder([spec], non_finite_to_num=True).build({"tracks": rows}, np.arange(2))
+    inputs = batch[0]
+    np.testing.assert_array_equal(inputs["tracks"][..., 0], [[1.0, 0.0, 2.0], [0.0, 0.0, 3.0]])
+    # salt-ml's older spelling is renamed
+    config = load("GN2.yaml")
+    config["data"]["nan_to_num"] = True
+    assert translate_config(config).config["data"]["non_finite_to_num"] is True

@@ -53,6 +53,7 @@ _RENAMED_DATA = {
     "num_jets_train": "num_train",
     "num_jets_val": "num_val",
     "num_jets_test": "num_test",
+    "nan_to_num": "non_finite_to_num",
 }
 _REFUSED_DATA = {
     "input_names": "name the variables by their dataset (data.variables: {tracks: [...]}) and "
@@ -64,8 +65,6 @@ _REFUSED_DATA = {
     "test_vds_path": "give the files to data.test_file (globs and lists are accepted)",
     "test_suff": "pass --test_suffix to salt test",
     "edge_constructors": "add pair features with model.model.edge_features",
-    "nan_to_num": "clean non-finite inputs in the preprocessing",
-    "non_finite_to_num": "clean non-finite inputs in the preprocessing",
 }
 
 

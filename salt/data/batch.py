@@ -46,6 +46,7 @@ class BatchBuilder:
     parameters: ParameterSampler | None = None
     parameter_mode: str = "train"  # "train": draw for background jets, "test": the test value
     weight: tuple[str, str] | None = None  # (dataset, field) of the per-row training weight
+    non_finite_to_num: bool = False  # NaN and +-inf inputs become 0 instead of an error
 
     def build(
         self,
@@ -65,6 +66,8 @@ class BatchBuilder:
                 padded = ~rows["valid"]
                 np.copyto(x, 0.0, where=padded[..., None])
                 masks[spec.name] = padded
+            if self.non_finite_to_num:
+                np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             self._check_finite(spec, x, row_numbers)
             if spec.name == "PARAMETERS" and self.parameters is not None:
                 if self.parameter_mode == "test":

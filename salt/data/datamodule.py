@@ -69,6 +69,9 @@ class SaltDataModule(L.LightningDataModule):
             per-jet training weight: every task loss becomes the weighted mean of its
             per-jet losses (constituent-level tasks give each constituent its jet's weight).
             Read for training and validation, not for ``salt test``.
+        non_finite_to_num: replace NaN and +-inf in the inputs by 0 instead of stopping with
+            an error naming the first one (for files with known gaps, e.g. soft-muon variables
+            of jets without a muon).
         PARAMETERS: for parameterised networks, ``{variable: {train: [values], test: value,
             prob: [probabilities]}}`` per variable of ``variables.PARAMETERS``: background jets
             get a value drawn from ``train`` (with ``prob``) in training and validation, all
@@ -131,6 +134,7 @@ class SaltDataModule(L.LightningDataModule):
         seed: int = 42,
         sample_weights: dict[str, float] | None = None,
         weight_field: str | None = None,
+        non_finite_to_num: bool = False,
         PARAMETERS: dict[str, ParameterSpec] | None = None,
         config_S3: S3Config | None = None,
     ):
@@ -153,6 +157,7 @@ class SaltDataModule(L.LightningDataModule):
         self.seed = seed
         self.sample_weights = dict(sample_weights) if sample_weights is not None else None
         self.weight_field = weight_field
+        self.non_finite_to_num = non_finite_to_num
         self._check_groups()
         self.parameters = (
             ParameterSampler(PARAMETERS, self.variables.get("PARAMETERS", []))
@@ -309,6 +314,7 @@ class SaltDataModule(L.LightningDataModule):
             parameters=self.parameters,
             parameter_mode="test" if split == "test" else "train",
             weight=weight,
+            non_finite_to_num=self.non_finite_to_num,
         )
         dataset = ChunkedH5Dataset(
             source,
