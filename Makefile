@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make demo   set up, generate the demo data, train the demo GN2, evaluate it, show the metrics
-#   make test   set up, lint and run the test suite
+#   make test   set up, lint and run the test suite (make test-fast: without the slow tests)
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ DEMO_TRAIN ?= 300000
 DEMO_VAL ?= 50000
 DEMO_TEST ?= 50000
 
-.PHONY: install demo demo-data lint test docs clean
+.PHONY: install demo demo-data lint test test-fast docs clean
 
 install: $(VENV)/.installed
 
@@ -38,9 +38,14 @@ demo: demo-data
 lint: install
 	$(BIN)/ruff check salt tests benchmarks
 	$(BIN)/ruff format --check salt tests benchmarks
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# the tests that take seconds, not minutes (end-to-end runs are marked slow)
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from salt.data.buffers import BufferPool
-from tests.test_data import event_numbers, make_dm
+from tests.helpers import event_numbers, make_dm
 
 
 def test_pool_reuses_buffers_by_layout():

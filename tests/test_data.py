@@ -13,33 +13,13 @@ import yaml
 from salt.data.datamodule import SaltDataModule
 from salt.data.normalisation import Normaliser, load_norm_dict
 from salt.data.plan import batches_per_rank, ordered_batches, plan_rank
-from tests.conftest import CLASS_NAMES, write_tiny_file
-
-TRACK_VARS = ["d0", "z0SinTheta", "numberOfPixelHits"]
-
-
-def make_dm(files, **kwargs) -> SaltDataModule:
-    options = {
-        "train_file": str(files["train_a"]),
-        "val_file": str(files["train_b"]),
-        "norm_dict": str(files["norm"]),
-        "variables": {"jets": ["pt", "eta"], "tracks": TRACK_VARS},
-        "batch_size": 50,
-        "chunk_size": 100,
-        "block_size": 20,
-    }
-    options.update(kwargs)
-    return SaltDataModule(**options)
+from tests.helpers import CLASS_NAMES, TRACK_VARS, event_numbers, make_dm, write_tiny_file
 
 
 def all_batches(dm: SaltDataModule, split: str = "train") -> list:
     dm.setup("fit" if split in ("train", "val") else "test")
     loader = {"train": dm.train_dataloader, "val": dm.val_dataloader, "test": dm.test_dataloader}
     return list(loader[split]())
-
-
-def event_numbers(batches) -> np.ndarray:
-    return np.concatenate([b[2]["jets"]["eventNumber"].numpy() for b in batches])
 
 
 def test_batch_layout_values_masks_and_labels(tiny_files):

@@ -14,7 +14,8 @@ import yaml
 from torch import nn
 
 from salt.training.finetune import InitWeights, freeze_modules, select_weights
-from tests.conftest import demo_fit_args as fit_args
+from tests.helpers import demo_fit_args as fit_args
+from tests.helpers import last_epoch_ckpt
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLBOX = ROOT / "configs" / "toolbox"
@@ -86,11 +87,6 @@ def test_freeze_modules():
     assert [p.requires_grad for p in model.parameters()] == [False] * 4 + [True] * 2
     with pytest.raises(ValueError, match=r"no module matches 'decoder'"):
         freeze_modules(model, ["decoder"])
-
-
-def last_epoch_ckpt(run: Path) -> dict:
-    path = sorted((run / "ckpts").glob("epoch=*.ckpt"))[-1]
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def test_start_from_weights_with_frozen_encoder_and_memory_log(demo_dir: Path, tmp_path: Path):

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from salt.cli.errors import USER_ERRORS, user_message
 from salt.data.datamodule import SaltDataModule
-from tests.conftest import write_norm_dict, write_tiny_file
+from tests.helpers import write_norm_dict, write_tiny_file
 
 NUM_JETS = 120
 NUM_TRACKS = 6

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import demo_fit_args as fit_args
+from tests.helpers import demo_fit_args as fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "SeCrEtCoMeTkEy0123456789"

@@ -19,14 +19,9 @@ from salt.data.batch import EVENT, EVENT_WEIGHT
 from salt.data.datamodule import SaltDataModule
 from salt.data.mixing import Mixture, apportion, prefix_counts
 from salt.tasks import ClassificationTask, RegressionTask, VertexingTask
-from tests.conftest import write_norm_dict, write_tiny_file
+from tests.helpers import write_norm_dict, write_tiny_file
 
-if importlib.util.find_spec("moto") and importlib.util.find_spec("boto3"):
-    from tests.test_s3 import s3, s3_server  # noqa: F401  (fixtures: a bucket on moto)
-
-    HAS_MOTO = True
-else:
-    HAS_MOTO = False
+HAS_MOTO = bool(importlib.util.find_spec("moto") and importlib.util.find_spec("boto3"))
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACK_VARS = ["d0", "z0SinTheta", "numberOfPixelHits"]

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 from numpy.lib.recfunctions import repack_fields
 
-from tests.conftest import demo_fit_args as fit_args
+from tests.helpers import demo_fit_args as fit_args
 
 LABELS = {
     "jets": ["flavour_label", "HadronConeExclTruthLabelID"],

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import demo_fit_args as fit_args
-from tests.test_data import event_numbers, make_dm
-from tests.test_finetune import TOOLBOX, last_epoch_ckpt
+from tests.helpers import TOOLBOX, event_numbers, last_epoch_ckpt, make_dm
+from tests.helpers import demo_fit_args as fit_args
 
 
 def assert_same_training_state(a: dict, b: dict) -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from salt.safe_load import CheckpointError, load_checkpoint
-from tests.conftest import demo_fit_args as fit_args
+from tests.helpers import demo_fit_args as fit_args
 
 MARKER_ENV = "SALT_TEST_PWNED_MARKER"
 

@@ -36,7 +36,7 @@ from salt.training.schedulers import (
     SqrtExpWarmup,
     bind_total_steps,
 )
-from tests.conftest import demo_fit_args
+from tests.helpers import demo_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLBOX = ROOT / "configs" / "toolbox"

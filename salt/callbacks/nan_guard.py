@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
 import torch
 
+from salt.errors import UserError
 
-class NonFiniteLossError(ValueError):
+
+class NonFiniteLossError(UserError):
     """A training loss became NaN or infinite."""
 
 
 class NaNLossGuard(L.Callback):
     """Checks the per-task training losses every ``check_every_n_steps`` steps.
+
+    It reads them from what the training step returns (:class:`salt.training.module.StepOutput`:
+    ``task_losses``, detached), so any module returning that contract is guarded.
 
     The check reads one flag from the device, so it costs one host sync per check rather than
     one per step. The message names the first step range, the task and likely causes.
@@ -31,7 +37,7 @@ class NaNLossGuard(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any
     ) -> None:
-        losses = getattr(pl_module, "last_task_losses", {})
+        losses = outputs.get("task_losses", {}) if isinstance(outputs, Mapping) else {}
         for name, loss in losses.items():
             bad = ~torch.isfinite(loss.detach())
             self._bad[name] = self._bad[name] | bad if name in self._bad else bad

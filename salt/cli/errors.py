@@ -1,34 +1,53 @@
-"""Turn user mistakes into one line on stderr (exit code 2) instead of a traceback."""
+"""How errors reach the terminal: user errors as one line on stderr (exit code 2), bugs with
+their traceback and a request to report them.
+
+A user error is a :class:`salt.errors.UserError`, a parser or file-system error, or a
+``ValueError``/``KeyError``/``TypeError`` that salt raised on purpose where it validates input
+(a ``raise`` statement in salt's own code). The same types raised anywhere else (inside torch,
+numpy, or by a failing operation in salt) are bugs: hiding their traceback would hide the bug.
+"""
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
+import linecache
 import os
 import re
 import sys
+import traceback
 from argparse import ArgumentError
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import yaml
 
-USER_ERROR_EXIT = 2
-DEBUG_ENV = "SALT_DEBUG"
+from salt.errors import UserError, suggest
 
-# errors salt raises for bad input (config, files, variables, values); anything else is a bug
-USER_ERRORS: tuple[type[BaseException], ...] = (
+USER_ERROR_EXIT = 2
+BUG_EXIT = 1
+DEBUG_ENV = "SALT_DEBUG"
+SALT_ROOT = Path(__file__).resolve().parents[1]
+BUG_HINT = (
+    "this looks like a bug in salt, not in your input: please report it with the traceback "
+    "above and the command line"
+)
+
+# always a user error: the input is wrong, whoever noticed it
+_ALWAYS_USER: tuple[type[BaseException], ...] = (
+    UserError,
     ArgumentError,
     FileNotFoundError,
     FileExistsError,
-    KeyError,
-    ValueError,
-    TypeError,
-    yaml.YAMLError,
     IsADirectoryError,
     PermissionError,
+    yaml.YAMLError,
 )
+# a user error when salt raised it on purpose while validating input, a bug otherwise
+_USER_WHEN_RAISED: tuple[type[BaseException], ...] = (KeyError, ValueError, TypeError)
+
+# every type that may be a user error (use is_user_error to decide for one exception)
+USER_ERRORS: tuple[type[BaseException], ...] = (*_ALWAYS_USER, *_USER_WHEN_RAISED)
 
 # what run_cli reports in one line: user errors, and OSError from h5py and the file system
 _REPORTED: tuple[type[BaseException], ...] = (*USER_ERRORS, OSError)
@@ -60,6 +79,51 @@ _GIVEN_CLASS = re.compile(r"class_path='([^']+)'")
 _OPTION = re.compile(r"Option '([\w.]+)' is not accepted")
 # the last line of a traceback: "ValueError: message" at column 0
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*: ")
+
+
+def _in_salt(filename: str) -> bool:
+    try:
+        return Path(filename).resolve().is_relative_to(SALT_ROOT)
+    except (OSError, ValueError):
+        return False
+
+
+def _raised_on_purpose(filename: str, lineno: int) -> bool:
+    """Whether this line of salt's own code is a ``raise`` statement (a validation site)."""
+    if not _in_salt(filename):
+        return False
+    line = linecache.getline(filename, lineno).strip()
+    if line.startswith("raise"):
+        return True
+    # a raise spread over lines: look back to the statement that opens it
+    for back in range(1, 6):
+        previous = linecache.getline(filename, lineno - back).strip()
+        if previous.startswith("raise"):
+            return True
+        if not previous or previous.endswith(":"):
+            return False
+    return False
+
+
+_WORKER_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Whether ``err`` is the user's to fix (one line) rather than a bug (traceback)."""
+    if isinstance(err, _ALWAYS_USER):
+        return True
+    if not isinstance(err, _USER_WHEN_RAISED):
+        return isinstance(err, OSError)  # h5py and the file system: the file is at fault
+    text = str(err)
+    if text.startswith("Caught ") and "Original Traceback" in text:  # from a DataLoader worker
+        frames = _WORKER_FRAME.findall(text)
+        return bool(frames) and _raised_on_purpose(frames[-1][0], int(frames[-1][1]))
+    tb = err.__traceback__
+    if tb is None:  # constructed, not raised: treat as deliberate
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return _raised_on_purpose(tb.tb_frame.f_code.co_filename, tb.tb_lineno)
 
 
 def debug_requested(argv: Iterable[str]) -> bool:
@@ -181,12 +245,6 @@ def one_line(err: BaseException) -> str:
     return _collapse(message)
 
 
-def suggest(unknown: str, known: Iterable[str]) -> str | None:
-    """The closest known config key for a misspelt one."""
-    matches = difflib.get_close_matches(unknown, list(known), n=1, cutoff=0.75)
-    return matches[0] if matches else None
-
-
 def unknown_keys(message: str) -> list[str]:
     """Keys the parser did not recognise, from its message."""
     keys = re.findall(r"--([A-Za-z_][\w.]*)", message)
@@ -276,24 +334,32 @@ def user_message(err: BaseException, argv: Iterable[str] = ()) -> str:
     return f"{name}: {message}" if name and str(name) not in message else message
 
 
-def run_cli(fn: Callable[[], object], argv: list[str]) -> int:
-    """Run ``fn``; user errors become ``salt: error: <one line>`` and exit code 2."""
+def run_cli(fn: Callable[[], object], argv: list[str], prog: str = "salt") -> int:
+    """Run ``fn`` for the command ``prog``: 0 on success; a user error becomes ``<prog>: error:
+    <one line>`` and exit code 2; a bug keeps its traceback, with a hint to report it (exit 1).
+    ``--debug`` (or ``SALT_DEBUG=1``) lets every exception through untouched."""
     if debug_requested(argv):
         fn()
         return 0
     try:
         fn()
     except _REPORTED as err:
-        print(f"salt: error: {user_message(err, argv)}", file=sys.stderr)
+        if not is_user_error(err):
+            traceback.print_exc()
+            print(f"{prog}: {BUG_HINT}", file=sys.stderr)
+            return BUG_EXIT
+        print(f"{prog}: error: {user_message(err, argv)}", file=sys.stderr)
         return USER_ERROR_EXIT
     return 0
 
 
 __all__ = [
+    "BUG_EXIT",
     "USER_ERRORS",
     "USER_ERROR_EXIT",
     "config_files",
     "describe",
+    "is_user_error",
     "one_line",
     "run_cli",
     "suggest",

@@ -27,7 +27,6 @@ import argparse
 import json
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,15 +37,19 @@ from typing import Any
 import lightning as L
 import torch
 from jsonargparse import Namespace
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 from torch.utils.flop_counter import FlopCounterMode
 
-from salt.cli.run_dir import RUN_DIR_ENV, check_free, run_dir_name
-from salt.cli.salt_cli import BASE_CONFIG, SaltCLI
+from salt.callbacks.nan_guard import NaNLossGuard
+from salt.callbacks.preemption import PreemptionCheckpoint
+from salt.cli.run_dir import check_free, run_dir_name
+from salt.cli.salt_cli import Built, build
 from salt.data.batch import Batch
 from salt.utils.files import atomic_write_text
+from salt.utils.modules import count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +190,6 @@ class CostReport:
         return "\n".join([line(head), rule, *body, rule, line(rows[-1]), "", *notes])
 
 
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
 def count_macs(module: nn.Module, forward: Callable[[], object]) -> dict[str, float]:
     """Multiply-accumulates of ``forward()`` per submodule name of ``module`` ("" = all of it).
 
@@ -269,53 +268,65 @@ def batch_costs(module: nn.Module, batch: Batch, depth: int = DEFAULT_DEPTH) -> 
 
 
 # -- building as salt fit does -------------------------------------------------------------------
-class ProfileCLI(SaltCLI):
-    """``SaltCLI(run=False)`` with ``salt fit``'s defaults, no run directory and a trainer that
-    runs only the profiled steps (no validation, checkpoints, logger or config callbacks)."""
+@dataclass
+class Profiled:
+    """What ``salt profile`` works on: the objects ``salt fit`` would build, with a trainer that
+    runs only the profiled steps (no validation, checkpoints, logger or callbacks)."""
 
+    built: Built
+    options: argparse.Namespace
     out_dir: Path
 
-    def __init__(self, args: list[str], options: argparse.Namespace) -> None:
-        self.options = options
-        super().__init__(args=args, run=False)
+    @property
+    def model(self) -> Any:
+        return self.built.module
 
-    def init_parser(self, **kwargs: Any) -> Any:
-        # without a subcommand LightningCLI gives the parser none of the subcommands' settings:
-        # add the packaged defaults that salt fit merges under every config
-        kwargs.setdefault("default_config_files", [str(BASE_CONFIG)])
-        return super().init_parser(**kwargs)
+    @property
+    def datamodule(self) -> Any:
+        return self.built.datamodule
 
-    def before_instantiate_classes(self) -> None:
-        cfg = self.config
-        self.out_dir = output_dir(cfg, self.options.out, self.options.overwrite)
-        previous = os.environ.get(RUN_DIR_ENV)
-        with tempfile.TemporaryDirectory(prefix="salt_profile_") as root:
-            cfg.trainer.default_root_dir = root  # salt fit's run directory: never created
-            try:
-                super().before_instantiate_classes()
-            finally:
-                if previous is None:
-                    os.environ.pop(RUN_DIR_ENV, None)
-                else:
-                    os.environ[RUN_DIR_ENV] = previous
-        options = self.options
-        trainer = cfg.trainer
-        trainer.default_root_dir = str(self.out_dir)
-        trainer.logger = False
-        trainer.callbacks = []
-        trainer.profiler = None
-        trainer.enable_checkpointing = False
-        trainer.enable_model_summary = False
-        trainer.enable_progress_bar = False
-        trainer.max_steps = max(options.wait + options.warmup + options.steps, 1)
-        trainer.max_epochs = -1
-        trainer.min_epochs = trainer.min_steps = trainer.max_time = None
-        trainer.limit_val_batches = 0
-        trainer.num_sanity_val_steps = 0
-        trainer.val_check_interval = None
-        trainer.devices = 1
-        trainer.num_nodes = 1
-        trainer.strategy = "auto"
+    @property
+    def trainer(self) -> L.Trainer:
+        return self.built.trainer
+
+    @property
+    def config(self) -> Namespace:
+        return self.built.config
+
+
+# what every fit adds (checkpoints, NaN guard, pre-emption): not part of a profile
+RUN_CALLBACKS = (ModelCheckpoint, NaNLossGuard, PreemptionCheckpoint)
+
+
+def trainer_args(options: argparse.Namespace) -> list[str]:
+    """The trainer settings of a profile: exactly the profiled steps, nothing else."""
+    steps = max(options.wait + options.warmup + options.steps, 1)
+    return [
+        "--trainer.logger=false",
+        "--trainer.callbacks=[]",
+        "--trainer.profiler=null",
+        "--trainer.enable_model_summary=false",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.max_steps={steps}",
+        "--trainer.max_epochs=-1",
+        "--trainer.min_epochs=null",
+        "--trainer.min_steps=null",
+        "--trainer.max_time=null",
+        "--trainer.limit_val_batches=0",
+        "--trainer.num_sanity_val_steps=0",
+        "--trainer.val_check_interval=null",
+        "--trainer.devices=1",
+        "--trainer.num_nodes=1",
+        "--trainer.strategy=auto",
+    ]
+
+
+def build_profile(salt_args: list[str], options: argparse.Namespace) -> Profiled:
+    """Build as ``salt fit`` would from ``salt_args``, with the trainer of a profile."""
+    built = build([], "fit", [*salt_args, *trainer_args(options)])
+    trainer: Any = built.trainer
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, RUN_CALLBACKS)]
+    return Profiled(built, options, output_dir(built.config, options.out, options.overwrite))
 
 
 def output_dir(cfg: Namespace, out: Path | None, overwrite: bool) -> Path:
@@ -386,7 +397,7 @@ class StepProfiler(L.Callback):
         self.profiler.stop()
 
 
-def profile_training(cli: ProfileCLI, report: CostReport, depth: int) -> str:
+def profile_training(cli: Profiled, report: CostReport, depth: int) -> str:
     """Run the training steps under the profiler; fill the report's times, write ``trace.json``
     and return the operator table (sorted by self CPU time)."""
     options, trainer, module = cli.options, cli.trainer, cli.model
@@ -427,7 +438,7 @@ def profile_training(cli: ProfileCLI, report: CostReport, depth: int) -> str:
 
 
 # -- the command ---------------------------------------------------------------------------------
-def first_batch(cli: ProfileCLI) -> Batch:
+def first_batch(cli: Profiled) -> Batch:
     """The first batch of the training loader, as the first training step sees it."""
     datamodule = cli.datamodule
     datamodule.setup("fit")
@@ -442,7 +453,7 @@ def run(argv: list[str]) -> CostReport:
     from salt.s3.cli import localize_config_args
 
     options, salt_args = split_args(argv)
-    cli = ProfileCLI(localize_config_args(salt_args), options)
+    cli = build_profile(localize_config_args(salt_args), options)
     report = batch_costs(cli.model, first_batch(cli), options.depth)
     out = cli.out_dir
     out.mkdir(parents=True, exist_ok=True)

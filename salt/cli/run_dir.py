@@ -1,9 +1,11 @@
-"""The run directory: where a training run keeps everything needed to reproduce and evaluate it."""
+"""The run directory: where a training run keeps everything needed to reproduce and evaluate it
+(its name, protection against reuse, metadata and the checkpoint ``salt test`` picks)."""
 
 from __future__ import annotations
 
 import atexit
 import getpass
+import os
 import platform
 import shutil
 import subprocess
@@ -15,6 +17,7 @@ import yaml
 
 from salt.utils.claim import OutputClaim
 from salt.utils.files import atomic_write_text
+from salt.utils.versions import versions
 
 RUN_DIR_ENV = "SALT_RUN_DIR"
 
@@ -80,20 +83,6 @@ def git_hash() -> str | None:
     return out.stdout.strip() or None
 
 
-def versions() -> dict[str, str]:
-    import lightning
-    import torch
-
-    import salt
-
-    return {
-        "salt": salt.__version__,
-        "torch": str(torch.__version__),
-        "lightning": str(lightning.__version__),
-        "python": platform.python_version(),
-    }
-
-
 def write_metadata(path: Path, extra: dict[str, Any]) -> None:
     meta = {
         "start_time": datetime.now().isoformat(timespec="seconds"),
@@ -142,3 +131,36 @@ def best_checkpoint(ckpt_dir: Path) -> Path:
             f"no checkpoint with a validation loss in '{ckpt_dir}'; pass --ckpt_path"
         )
     return min(candidates)[1]
+
+
+def absolute_spec(spec: Any) -> Any:
+    """A file spec with absolute paths (globs kept), group by group for ``{group: files}``."""
+    if spec is None:
+        return None
+    if isinstance(spec, dict):
+        return {name: absolute_spec(files) for name, files in spec.items()}
+    if isinstance(spec, list | tuple):
+        return [str(Path(s).resolve()) for s in spec]
+    return str(Path(spec).resolve())
+
+
+def choose_run_dir(
+    root: Path, name: str, suffix: str | None, resuming: bool, force: bool
+) -> tuple[Path, bool]:
+    """The run directory of a fit, and whether this process must check that it is free.
+
+    Processes started by the DDP launcher reuse the directory rank 0 chose (``SALT_RUN_DIR``);
+    with srun/torchrun every process starts salt itself and only global rank 0 checks the name.
+    A resumed run (``--config <run>/config.yaml --ckpt_path ...``) continues in its directory.
+    """
+    rank_env = ("RANK", "SLURM_PROCID", "LOCAL_RANK")
+    global_rank = next((int(os.environ[k]) for k in rank_env if k in os.environ), 0)
+    inherited = os.environ.get(RUN_DIR_ENV) if global_rank > 0 else None
+    if inherited:
+        return Path(inherited), False
+    if resuming:
+        return root, False
+    run_dir = root / run_dir_name(name, suffix)
+    if global_rank == 0:
+        check_free(run_dir, force)
+    return run_dir, global_rank == 0

@@ -1,4 +1,12 @@
-"""``salt fit|validate|test|predict``: LightningCLI with derived sizes, run directory, outputs."""
+"""``salt fit|validate|test|predict``: the LightningCLI that assembles a run.
+
+It coordinates; the work lives elsewhere: :mod:`salt.cli.wiring` derives the sizes a config
+leaves out, :mod:`salt.cli.run_dir` names and protects the run directory,
+:class:`~salt.cli.save_run.SaveRunDirectory` writes it, the checkpoint, NaN-guard and
+pre-emption callbacks are config sections of their own (``checkpoint:``, ``last_checkpoint:``,
+``nan_guard:``, ``preemption:``), and the model applies the class dict and names the label
+fields the data module reads. :func:`build` gives the objects of a config without running.
+"""
 
 from __future__ import annotations
 
@@ -6,37 +14,54 @@ import logging
 import os
 import sys
 from argparse import ArgumentError
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonargparse import Namespace
+from jsonargparse import ArgumentParser, Namespace
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from salt.callbacks.checkpoint import (
+    EpochCheckpoint,
+    LastCheckpoint,
+    RunPreemptionCheckpoint,
+    run_ckpt_dir,
+)
+from salt.callbacks.nan_guard import NaNLossGuard
 from salt.class_paths import check_command_line
 from salt.cli.errors import one_line, suggest, unknown_keys
-from salt.cli.loggers import run_dir_loggers, without_credentials
-from salt.cli.run_dir import (
-    RUN_DIR_ENV,
-    best_checkpoint,
-    check_free,
-    check_resumable,
-    copy_into,
-    run_dir_name,
-    update_metadata,
-    write_metadata,
-)
+from salt.cli.loggers import run_dir_loggers
+from salt.cli.run_dir import RUN_DIR_ENV, best_checkpoint, check_resumable, choose_run_dir
+from salt.cli.save_run import RUN_DIR_PATHS, SaveRunDirectory
 from salt.cli.wiring import derive_config
 from salt.data.datamodule import SaltDataModule
 from salt.data.paths import resolve_files
+from salt.errors import ConfigError
 from salt.redact import redact_yaml
 from salt.s3.cli import S3Session, prepare_s3
 from salt.tasks.classification import ClassificationTask
 from salt.training.module import SaltModule
-from salt.utils.files import atomic_write_text
 
 log = logging.getLogger(__name__)
+
+# flags of earlier versions, now options of the callbacks' own config sections
+RENAMED_FLAGS = {
+    "--save_top_k": "--checkpoint.save_top_k",
+    "--last_ckpt_every_n_steps": "--last_checkpoint.every_n_train_steps",
+}
+
+
+def renamed_flags(argv: list[str]) -> list[str]:
+    """``--save_top_k 3`` -> ``--checkpoint.save_top_k 3`` (and the ``=`` forms)."""
+    out = []
+    for arg in argv:
+        flag, sep, value = arg.partition("=")
+        out.append(RENAMED_FLAGS.get(flag, flag) + sep + value if flag in RENAMED_FLAGS else arg)
+    return out
+
 
 BASE_CONFIG = Path(__file__).parents[1] / "configs" / "base.yaml"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -70,25 +95,47 @@ class SaltCLI(LightningCLI):
 
     s3: S3Session | None = None  # set by parse_arguments when the config involves S3
 
-    def __init__(self, args: list[str] | None = None, run: bool = True):
+    def __init__(
+        self,
+        args: list[str] | None = None,
+        run: bool = True,
+        build_for: str = "fit",
+        instantiate: bool = True,
+    ):
+        """``run=False`` builds without running (see :func:`build`): the config is read as for
+        ``salt <build_for>``, nothing is written, and with ``instantiate=False`` nothing is
+        built either (the derived config only)."""
         base = {
             "default_config_files": [str(BASE_CONFIG)],
             "exit_on_error": False,
             "allow_abbrev": False,  # --trainer.max_epoch must not silently mean max_epochs
         }
+        self.build_for = build_for
+        self.instantiate = instantiate
+        self.building = not run
         super().__init__(
             model_class=SaltModule,
             datamodule_class=SaltDataModule,
-            save_config_callback=None,
+            save_config_callback=SaveRunDirectory,
             auto_configure_optimizers=False,
-            parser_kwargs={
-                "exit_on_error": False,
-                "allow_abbrev": False,
-                **{sub: dict(base) for sub in SUBCOMMANDS},
-            },
+            # without a subcommand the main parser is the only one: it gets the defaults
+            parser_kwargs=(
+                {
+                    "exit_on_error": False,
+                    "allow_abbrev": False,
+                    **{sub: dict(base) for sub in SUBCOMMANDS},
+                }
+                if run
+                else dict(base)
+            ),
             args=args,
             run=run,
         )
+
+    @property
+    def subcommand_name(self) -> str:
+        """The subcommand run, or the one a build (``run=False``) reads the config for."""
+        return str(self.config.get("subcommand") or self.build_for)
 
     # -- arguments --------------------------------------------------------------------------
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -102,28 +149,25 @@ class SaltCLI(LightningCLI):
         parser.add_argument("--log_suffix", default=None, help="run dir suffix (not a timestamp)")
         parser.add_argument("--test_suffix", default=None, help="sample name in output files")
         parser.add_argument(
-            "--last_ckpt_every_n_steps",
-            type=int,
-            default=200,
-            help="steps between writes of ckpts/last.ckpt (resume with --ckpt_path last)",
-        )
-        parser.add_argument(
-            "--save_top_k",
-            type=int,
-            default=-1,
-            help="keep the k checkpoints with the lowest val/loss (-1: every epoch's)",
-        )
-        parser.add_argument(
             "--log_train_memory",
             action="store_true",
             help="log host (and CUDA) memory during training (salt.callbacks.MemoryLogger)",
         )
+        # the callbacks every run has, as config sections (shown by --print_config)
+        parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+        parser.add_lightning_class_args(NaNLossGuard, "nan_guard")
+        parser.add_lightning_class_args(RunPreemptionCheckpoint, "preemption")
         parser.add_class_arguments(EvaluationOptions, "evaluation")
+        if self.building:  # the arguments of Trainer.<subcommand> (ckpt_path, ...), as saved
+            subcommand = self.build_for if self.build_for in SUBCOMMANDS else "fit"
+            skip = set(self.subcommands()[subcommand])
+            parser.add_method_arguments(self.trainer_class, subcommand, skip=skip)
         parser.link_arguments("name", "model.name")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then derive sizes; ``--print_config`` prints the *derived* config."""
-        argv = list(sys.argv[1:] if args is None else args)
+        argv = renamed_flags(list(sys.argv[1:] if args is None else args))
         printing = [a for a in argv if a.startswith("--print_config")]
         argv = [a for a in argv if not a.startswith("--print_config")]
         check_command_line(argv)  # class paths: allowed packages, declared kinds, nothing called
@@ -132,13 +176,7 @@ class SaltCLI(LightningCLI):
         except ArgumentError as err:
             raise ArgumentError(None, self._with_suggestion(str(err), argv)) from None
         subcommand = self.config.get("subcommand")
-        # S3 first (data downloads, s3:// run directory staged locally): derive reads the files
-        self.s3 = prepare_s3(self._active_config(), subcommand or "fit", download=not printing)
-        derive_config(
-            self._active_config(),
-            need_files=not printing,
-            evaluating=subcommand in ("test", "predict"),
-        )
+        self.derive(self._active_config(), need_files=not printing)
         if subcommand is None:  # run=False: no subcommand, the config is the whole namespace
             return
         if printing:
@@ -146,6 +184,18 @@ class SaltCLI(LightningCLI):
             text = sub_parser.dump(self.config[subcommand], skip_none=False)
             print(redact_yaml(text), end="")  # keys given in a config are never shown
             sys.exit(0)
+
+    def derive(self, cfg: Namespace, need_files: bool = True) -> None:
+        """Everything that completes the parsed config: S3 first (data downloads, an s3:// run
+        directory staged locally), since deriving sizes and class names reads the files."""
+        self.s3 = prepare_s3(cfg, self.subcommand_name, download=need_files)
+        derive_config(
+            cfg, need_files=need_files, evaluating=self.subcommand_name in ("test", "predict")
+        )
+
+    def _callbacks(self) -> list[Any]:
+        """The trainer's callback list, to add to once the trainer exists."""
+        return self.trainer.callbacks  # type: ignore[attr-defined,no-any-return]
 
     def _active_config(self) -> Namespace:
         subcommand = self.config.get("subcommand")
@@ -166,10 +216,11 @@ class SaltCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         subcommand = self.config.get("subcommand")
         cfg = self._active_config()
-        if subcommand in ("fit", None):
+        if subcommand == "fit":
             self._prepare_run_dir(cfg)
-        else:
+        else:  # salt test/validate/predict, and builds: no run directory, no loggers
             cfg.trainer.logger = False
+            self.save_config_callback = None
         cfg.trainer.plugins = [
             Namespace(
                 class_path="salt.callbacks.checkpoint_io.AtomicCheckpointIO",
@@ -178,77 +229,38 @@ class SaltCLI(LightningCLI):
         ]
 
     def _prepare_run_dir(self, cfg: Namespace) -> None:
+        """Choose the run directory and point the loggers and checkpoints into it."""
         root = Path(cfg.trainer.default_root_dir or "logs")
         check_resumable(root, cfg.get("ckpt_path"))
-        # processes started by the DDP launcher reuse the run directory chosen by rank 0; with
-        # srun/torchrun every process starts salt itself and only global rank 0 checks the name
-        rank_env = ("RANK", "SLURM_PROCID", "LOCAL_RANK")
-        global_rank = next((int(os.environ[k]) for k in rank_env if k in os.environ), 0)
-        is_child = global_rank > 0
-        inherited = os.environ.get(RUN_DIR_ENV) if is_child else None
-        ckpt_path = cfg.get("ckpt_path")
-        self.resuming = bool(ckpt_path) and (root / "metadata.yaml").is_file()
-        if inherited:
-            run_dir = Path(inherited)
-        elif self.resuming:  # salt fit --config <run>/config.yaml --ckpt_path last
-            run_dir = root
-        else:
-            run_dir = root / run_dir_name(cfg.name, cfg.log_suffix)
-            if not is_child:
-                check_free(run_dir, cfg.force or cfg.overwrite)
-                if self.s3 is not None:
-                    self.s3.check_free(run_dir, cfg.force or cfg.overwrite)
+        resuming = bool(cfg.get("ckpt_path")) and (root / "metadata.yaml").is_file()
+        force = bool(cfg.force or cfg.overwrite)
+        run_dir, checked = choose_run_dir(root, cfg.name, cfg.log_suffix, resuming, force)
+        if checked and self.s3 is not None:
+            self.s3.check_free(run_dir, force)
         os.environ[RUN_DIR_ENV] = str(run_dir)
         self.run_dir = run_dir
         cfg.trainer.default_root_dir = str(run_dir)
-        self.user_loggers = cfg.trainer.logger
-        cfg.trainer.logger = run_dir_loggers(cfg.trainer.logger, run_dir)
-        callbacks = [
-            c
-            for c in (cfg.trainer.callbacks or [])
-            if not str(getattr(c, "class_path", "")).endswith(
-                ("ModelCheckpoint", "PreemptionCheckpoint", "NaNLossGuard")
-            )
-        ]
-        callbacks.append(
-            Namespace(
-                class_path="lightning.pytorch.callbacks.ModelCheckpoint",
-                init_args=Namespace(
-                    dirpath=str(run_dir / "ckpts"),
-                    filename="epoch={epoch:03d}-val_loss={val/loss:.5f}",
-                    auto_insert_metric_name=False,
-                    monitor="val/loss",
-                    save_top_k=cfg.save_top_k,
-                    save_last=False,
-                ),
-            )
-        )
-        callbacks.append(  # periodic last.ckpt, so a killed job loses at most N steps
-            Namespace(
-                class_path="lightning.pytorch.callbacks.ModelCheckpoint",
-                init_args=Namespace(
-                    dirpath=str(run_dir / "ckpts"),
-                    save_top_k=0,
-                    save_last=True,
-                    every_n_train_steps=cfg.last_ckpt_every_n_steps,
-                ),
-            )
-        )
-        callbacks.append(
-            Namespace(
-                class_path="salt.callbacks.nan_guard.NaNLossGuard",
-                init_args=Namespace(check_every_n_steps=20),
-            )
-        )
-        callbacks.append(
-            Namespace(
-                class_path="salt.callbacks.preemption.PreemptionCheckpoint",
-                init_args=Namespace(path=str(run_dir / "ckpts" / "last.ckpt")),
-            )
-        )
-        if cfg.log_train_memory and not any(
-            str(getattr(c, "class_path", "")).endswith("MemoryLogger") for c in callbacks
-        ):
+        user_loggers = cfg.trainer.logger
+        cfg.trainer.logger = run_dir_loggers(user_loggers, run_dir)
+        derived = []
+        for section, key in RUN_DIR_PATHS:
+            if cfg[section][key] is None:  # --ckpt_path last looks there before setup
+                cfg[section][key] = str(run_ckpt_dir(run_dir))
+                derived.append((section, key))
+        if cfg.log_train_memory:
+            self._add_memory_logger(cfg)
+        self.save_config_kwargs = {
+            "run_dir": run_dir,
+            "resuming": resuming,
+            "user_loggers": user_loggers,
+            "derived": tuple(derived),
+            "s3": self.s3,
+        }
+
+    @staticmethod
+    def _add_memory_logger(cfg: Namespace) -> None:
+        callbacks = list(cfg.trainer.callbacks or [])
+        if not any(str(getattr(c, "class_path", "")).endswith("MemoryLogger") for c in callbacks):
             callbacks.append(
                 Namespace(
                     class_path="salt.callbacks.memory.MemoryLogger",
@@ -258,34 +270,11 @@ class SaltCLI(LightningCLI):
         cfg.trainer.callbacks = callbacks
 
     def instantiate_classes(self) -> None:
-        super().instantiate_classes()
-        cfg = self._active_config()
-        if self.config.get("subcommand") != "predict":  # predict: no losses, no truth labels
-            self.datamodule.request_labels(self.model.label_fields())
-        self._apply_class_dict(cfg)  # the class weights are part of the checkpoint
-
-    def _apply_class_dict(self, cfg: Namespace) -> None:
-        tasks = [t for t in self.model.model.tasks if getattr(t, "use_class_dict", False)]
-        if not tasks:
+        if not self.instantiate:
             return
-        path = cfg.data.class_dict
-        if path is None:
-            raise ValueError("a task has use_class_dict: true but data.class_dict is not set")
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"data.class_dict: file '{path}' does not exist")
-        try:
-            content = yaml.safe_load(Path(path).read_text())
-        except yaml.YAMLError:
-            raise ValueError(f"data.class_dict: '{path}' is not valid YAML") from None
-        for task in tasks:
-            dataset = self.datamodule.dataset_name(task.input_name)
-            try:
-                weights = content[dataset][task.label]
-            except (KeyError, TypeError):
-                raise KeyError(
-                    f"data.class_dict '{path}': no weights for '{dataset}.{task.label}'"
-                ) from None
-            task.set_class_weights(list(weights))
+        super().instantiate_classes()
+        if self.subcommand_name != "predict":  # predict: no losses, no truth labels
+            self.datamodule.request_labels(self.model.label_fields())
 
     # -- fit --------------------------------------------------------------------------------
     def before_fit(self) -> None:
@@ -296,56 +285,7 @@ class SaltCLI(LightningCLI):
             self.model.model.compile(backend=cfg.compile_backend)
         self._validate_inputs(cfg)
         if self.s3 is not None and (mirror := self.s3.callback(self.run_dir)) is not None:
-            self.trainer.callbacks.append(mirror)  # uploads new checkpoints after every epoch
-        if not self.trainer.is_global_zero:
-            return
-        run_dir = self.run_dir
-        if self.resuming:
-            update_metadata(run_dir / "metadata.yaml", status="running", resumed=cfg.ckpt_path)
-            return
-        run_dir.mkdir(parents=True, exist_ok=True)
-        saved = cfg.clone()
-        norm_copy = copy_into(run_dir, cfg.data.norm_dict)
-        class_copy = copy_into(run_dir, cfg.data.class_dict)
-        saved.data.norm_dict = str(norm_copy.resolve()) if norm_copy else None
-        saved.data.class_dict = str(class_copy.resolve()) if class_copy else None
-        for split in ("train", "val", "test"):
-            spec = getattr(saved.data, f"{split}_file")
-            if spec is not None:
-                saved.data[f"{split}_file"] = _absolute(spec)
-        muP_config = saved.model.get("muP_config")
-        if muP_config:  # the run directory carries its base shapes, by absolute path
-            from salt.mup.config import storeshapes_path
-
-            shapes = run_dir / "muP"
-            shapes.mkdir(exist_ok=True)
-            copy_into(shapes, storeshapes_path(muP_config))
-            saved.model.muP_config = {**muP_config, "shape_path": str(shapes.resolve())}
-        saved.force = saved.overwrite = False
-        saved.ckpt_path = None
-        saved.trainer.plugins = None
-        saved.trainer.logger = without_credentials(self.user_loggers)
-        if self.s3 is not None:  # s3:// URLs instead of local copies, keys as placeholders
-            self.s3.restore_saved(saved)
-        text = self._parser("fit").dump(saved, skip_none=False, skip_link_targets=True)
-        text = redact_yaml(text)
-        atomic_write_text(run_dir / "config.yaml", text)
-        rows = {s: d.num_rows for s, d in self.datamodule.datasets.items()}
-        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        write_metadata(
-            run_dir / "metadata.yaml",
-            {
-                "name": cfg.name,
-                "run_dir": str(run_dir.resolve()),
-                "status": "running",
-                "data": {
-                    f"{s}_file": _absolute(getattr(cfg.data, f"{s}_file"))
-                    for s in ("train", "val", "test")
-                },
-                "num_rows": rows,
-                "trainable_parameters": int(trainable),
-            },
-        )
+            self._callbacks().append(mirror)  # uploads new checkpoints after every epoch
 
     def _validate_inputs(self, cfg: Namespace) -> None:
         """Check files, fields and label ranges before anything is written or trained, so a
@@ -360,11 +300,8 @@ class SaltCLI(LightningCLI):
                 task.check_label_values(values, f"data.train_file ({task.input_name})")
 
     def after_fit(self) -> None:
-        if self.trainer.is_global_zero:
-            status = "interrupted" if self.trainer.interrupted else "finished"
-            update_metadata(self.run_dir / "metadata.yaml", status=status)
-            if self.s3 is not None:
-                self.s3.mirror(self.run_dir)
+        if self.trainer.is_global_zero and self.s3 is not None:
+            self.s3.mirror(self.run_dir)
 
     # -- test -------------------------------------------------------------------------------
     def before_test(self) -> None:
@@ -410,7 +347,7 @@ class SaltCLI(LightningCLI):
         self.datamodule.request_labels(carried)
         self.datamodule.datasets.clear()
         self.predictions_path = out
-        self.trainer.callbacks.append(
+        self._callbacks().append(
             PredictionWriter(
                 out,
                 self.model.name,
@@ -461,12 +398,61 @@ class SaltCLI(LightningCLI):
         log.info("evaluation written to %s", out_dir)
 
 
-def _absolute(spec: Any) -> Any:
-    """A file spec with absolute paths (globs kept), group by group for ``{group: files}``."""
-    if spec is None:
-        return None
-    if isinstance(spec, dict):
-        return {name: _absolute(files) for name, files in spec.items()}
-    if isinstance(spec, list | tuple):
-        return [str(Path(s).resolve()) for s in spec]
-    return str(Path(spec).resolve())
+@dataclass
+class Built:
+    """The objects of a run, as ``salt <subcommand>`` would build them (nothing run or written)."""
+
+    module: SaltModule
+    datamodule: SaltDataModule
+    config: Namespace
+    trainer: Trainer
+
+
+def config_args(configs: Sequence[str | Path]) -> list[str]:
+    """``--config a.yaml --config b.yaml`` for a list of files."""
+    return [arg for path in configs for arg in ("--config", str(path))]
+
+
+def build(
+    configs: Sequence[str | Path], subcommand: str = "fit", args: Sequence[str] = ()
+) -> Built:
+    """Parse ``configs`` (merged in order, then ``args`` such as ``--data.num_train=10``) as
+    ``salt <subcommand>`` does, derive the sizes and build module, data module and trainer.
+
+    The one way the tools (``to_onnx``, ``salt profile``, ``setup_muP``, ...) read a config, so
+    they see exactly what ``salt fit``/``salt test`` would.
+    """
+    cli = SaltCLI(args=[*config_args(configs), *args], run=False, build_for=subcommand)
+    return Built(cli.model, cli.datamodule, cli.config, cli.trainer)
+
+
+def read_config(
+    configs: Sequence[str | Path], subcommand: str = "fit", args: Sequence[str] = ()
+) -> Namespace:
+    """The derived config of ``configs`` as ``salt <subcommand>`` reads it, without building
+    anything (for tools that need only the data section, such as ``calculate_quantiles``)."""
+    cli = SaltCLI(
+        args=[*config_args(configs), *args], run=False, build_for=subcommand, instantiate=False
+    )
+    return cli.config
+
+
+def read_data_config(configs: Sequence[str | Path]) -> dict[str, Any]:
+    """The ``data`` section of ``configs`` merged and validated as ``salt fit`` does (packaged
+    defaults first), for tools that read only the data; the other sections are not read."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--config", action="config")
+    parser.add_class_arguments(SaltDataModule, "data")
+    for action in parser._actions:  # what fit requires beyond the data read here (val_file)
+        if action.dest.startswith("data.") and action.required:
+            action.required = False
+    args: list[str] = []
+    for path in [BASE_CONFIG, *configs]:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--config: file '{path}' does not exist")
+        content = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(content, dict):
+            raise ConfigError(f"--config: '{path}' is not a mapping of config sections")
+        if content.get("data") is not None:
+            args += ["--config", yaml.safe_dump({"data": content["data"]})]
+    return parser.parse_args(args).data.as_dict()

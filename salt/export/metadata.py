@@ -15,6 +15,8 @@ from typing import Any
 
 import onnx
 
+from salt.utils.versions import versions as package_versions
+
 METADATA_KEY = "salt_metadata"
 FORMAT_VERSION = 1
 """Bumped when the layout of the metadata or the input/output conventions change."""
@@ -22,17 +24,7 @@ FORMAT_VERSION = 1
 
 def versions() -> dict[str, str]:
     """Versions of the packages that made the file."""
-    import onnxruntime
-    import torch
-
-    import salt
-
-    return {
-        "salt": salt.__version__,
-        "torch": str(torch.__version__),
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
+    return package_versions(("salt", "torch", "onnx", "onnxruntime"), python=False)
 
 
 def _finite(value: Any) -> Any:

@@ -83,26 +83,12 @@ class ExportResult:
 def load_run(config: Path, ckpt_path: Path) -> tuple[Any, Any]:
     """Build the SaltModule and SaltDataModule from a run config, as ``salt test`` does, and load
     the checkpoint's weights (which include the normalisation used in training)."""
-    from salt.cli.salt_cli import SaltCLI
-
-    class _BuildOnly(SaltCLI):
-        """Parse, derive and instantiate like ``salt test``, but run nothing."""
-
-        def _run_subcommand(self, subcommand: str) -> None:
-            pass
+    from salt.cli.salt_cli import build
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cli = _BuildOnly(
-            args=[
-                "test",
-                "--config",
-                str(config),
-                "--trainer.enable_progress_bar=false",
-                "--trainer.enable_model_summary=false",
-            ]
-        )
-    module = cli.model
+        built = build([config], "test", ["--trainer.enable_progress_bar=false"])
+    module = built.module
     state = load_checkpoint(ckpt_path)["state_dict"]
     try:
         missing, unexpected = module.load_state_dict(state, strict=False)
@@ -124,7 +110,7 @@ def load_run(config: Path, ckpt_path: Path) -> tuple[Any, Any]:
         raise ValueError(
             f"checkpoint '{ckpt_path}' does not fit the model of '{config}': parameters {detail}"
         )
-    return module.eval(), cli.datamodule
+    return module.eval(), built.datamodule
 
 
 def input_descs(datamodule: Any) -> list[InputDesc]:

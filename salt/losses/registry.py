@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from salt.cli.errors import suggest
+from salt.errors import suggest
 from salt.losses.focal import MulticlassFocalLoss, SigmoidFocalLoss
 
 LossFactory = Callable[..., nn.Module]

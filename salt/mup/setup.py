@@ -9,23 +9,17 @@ the network (same configs, same derived sizes), with the width parameters of
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from jsonargparse import Namespace
-from lightning.pytorch.cli import LightningCLI
 from torch import nn
 
-from salt.cli.run_dir import RUN_DIR_ENV
 from salt.cli.salt_cli import SaltCLI
-from salt.cli.wiring import derive_config
 from salt.models.attention import MultiheadAttention
 from salt.models.configs import DenseConfig
 from salt.mup.config import (
@@ -193,9 +187,8 @@ class WidthCLI(SaltCLI):
         self._where = where
         super().__init__(args=args, run=False)
 
-    def parse_arguments(self, parser: Any, args: Any) -> None:
-        LightningCLI.parse_arguments(self, parser, args)
-        cfg = self.config
+    def derive(self, cfg: Namespace, need_files: bool = True) -> None:
+        """Set the width parameters, then derive the sizes as every salt command does."""
         self.muP_config = mup_config_of(cfg)
         params = width_parameters(self.muP_config)
         values = self._values
@@ -215,7 +208,7 @@ class WidthCLI(SaltCLI):
         if not self._muP:
             set_mup_flags(cfg, False)
         cfg.model.muP_config = None
-        derive_config(cfg, need_files=True)
+        super().derive(cfg, need_files=need_files)
         # as written to shape_path: before the run directory and plugins are filled in
         self.resolved_config = cfg.clone()
 
@@ -231,17 +224,7 @@ def build_cli(
     config's values). ``muP=False`` builds the same network in the standard parametrisation;
     ``where`` names the values in errors.
     """
-    previous = os.environ.get(RUN_DIR_ENV)
-    root = tempfile.mkdtemp(prefix="salt_muP_")
-    try:
-        return WidthCLI([*args, f"--trainer.default_root_dir={root}"], values, muP, where)
-    finally:  # building never runs anything: leave no run directory behind
-        if previous is None:
-            os.environ.pop(RUN_DIR_ENV, None)
-        else:
-            os.environ[RUN_DIR_ENV] = previous
-        with contextlib.suppress(OSError):
-            os.rmdir(root)
+    return WidthCLI(args, values, muP, where)
 
 
 def dump_config(cli: WidthCLI, muP_config: dict) -> str:

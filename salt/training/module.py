@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import lightning as L
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -14,8 +14,17 @@ from salt.losses.disco import Regulariser
 from salt.models.saltmodel import SaltModel
 from salt.mup.config import MuPConfig
 from salt.tasks.classification import ClassificationTask
+from salt.training.class_dict import apply_class_dict
 from salt.training.finetune import InitWeights, freeze_modules, load_selected, select_weights
 from salt.training.optim import DEFAULT_LRS, LRSConfig, SchedulerConfig, configure_optimization
+
+
+class StepOutput(TypedDict):
+    """What a training step returns: the loss to minimise, and each task's (and regulariser's)
+    loss, detached, for callbacks such as :class:`salt.callbacks.nan_guard.NaNLossGuard`."""
+
+    loss: Tensor
+    task_losses: dict[str, Tensor]
 
 
 class SaltModule(L.LightningModule):
@@ -35,8 +44,9 @@ class SaltModule(L.LightningModule):
         regularisers: penalties added to the total loss, e.g. ``salt.losses.DisCo``; each is
             logged as ``<stage>/<its name>``.
         name: the tagger name, used for output names such as ``<name>_pb``.
-        norm_dict, variables, input_map, global_object: linked from ``data`` by salt, so that
-            normalisation is part of the model (and of its checkpoint and ONNX export).
+        norm_dict, class_dict, variables, input_map, global_object: taken from ``data`` by
+            salt, so that normalisation and class weights are part of the model (and of its
+            checkpoint and ONNX export).
         muP_config: train in the maximal update parametrisation (muTransfer): the base shapes
             written by ``setup_muP`` are loaded into the network (``mup.set_base_shapes``, then
             the muP initialisation) and the optimizer gets the muP learning-rate scaling
@@ -59,6 +69,7 @@ class SaltModule(L.LightningModule):
         regularisers: list[Regulariser] | None = None,
         name: str = "salt",
         norm_dict: str | None = None,
+        class_dict: str | None = None,
         variables: dict[str, list[str]] | None = None,
         input_map: dict[str, str] | None = None,
         global_object: str = "jets",
@@ -80,20 +91,21 @@ class SaltModule(L.LightningModule):
         self.scheduler_factory = lr_scheduler
         self.lr_scheduler_config = lr_scheduler_config
         self.regularisers = nn.ModuleList(regularisers or [])
-        for regulariser in self.regularisers:
+        for regulariser in regularisers or []:
             regulariser.bind(model)
         self.name = name
         self.normaliser: Normaliser | None = None
+        input_map = input_map or {}
+
+        def dataset(name: str) -> str:
+            key = global_object if name in SPECIAL_GROUPS else name
+            return input_map.get(key, key)
+
+        apply_class_dict(class_dict, model.tasks, dataset)
         if norm_dict is not None and variables is not None:
             from salt.data.datamodule import canonical_variables
 
             canonical = canonical_variables(variables)
-            input_map = input_map or {}
-
-            def dataset(name: str) -> str:
-                key = global_object if name in SPECIAL_GROUPS else name
-                return input_map.get(key, key)
-
             self.normaliser = Normaliser(
                 load_norm_dict(norm_dict),
                 canonical,
@@ -119,11 +131,14 @@ class SaltModule(L.LightningModule):
     def label_fields(self) -> dict[str, list[str]]:
         """The fields the tasks and regularisers need from the data layer, per input type."""
         fields = self.model.label_fields()
-        for regulariser in self.regularisers:
+        for regulariser in self._regularisers():
             for name, names in regulariser.label_fields().items():
                 current = fields.setdefault(name, [])
                 current.extend(n for n in names if n not in current)
         return fields
+
+    def _regularisers(self) -> list[Regulariser]:
+        return list(self.regularisers)  # type: ignore[arg-type]  # ModuleList of Regularisers
 
     def forward(
         self,
@@ -136,11 +151,13 @@ class SaltModule(L.LightningModule):
             inputs = self.normaliser(inputs, pad_masks)
         return self.model(inputs, pad_masks, labels, raw_inputs=raw)
 
-    def _shared_step(self, batch: Batch, stage: str) -> tuple[dict[str, Tensor], Tensor]:
+    def _shared_step(
+        self, batch: Batch, stage: str
+    ) -> tuple[dict[str, Tensor], Tensor, dict[str, Tensor]]:
+        """Outputs, the weighted total loss and every term of it (detached), by name."""
         inputs, pad_masks, labels = batch
         outputs, losses = self(inputs, pad_masks, labels)
-        if stage == "train":  # read (without a host sync) by the NaN-loss guard
-            self.last_task_losses = {name: loss.detach() for name, loss in losses.items()}
+        terms = {name: loss.detach() for name, loss in losses.items()}
         weights = {task.name: task.weight for task in self.model.tasks}
         total = sum(weights[name] * loss for name, loss in losses.items())
         batch_size = next(iter(inputs.values())).shape[0]
@@ -148,19 +165,19 @@ class SaltModule(L.LightningModule):
         for regulariser in self.regularisers:
             value = regulariser(outputs, labels)
             total = total + regulariser.strength * value
-            if stage == "train":
-                self.last_task_losses[regulariser.name] = value.detach()
+            terms[regulariser.name] = value.detach()
             self.log(f"{stage}/{regulariser.name}", value, batch_size=batch_size, sync_dist=sync)
         for name, loss in losses.items():
             self.log(f"{stage}/{name}_loss", loss, batch_size=batch_size, sync_dist=sync)
         self.log(f"{stage}/loss", total, prog_bar=True, batch_size=batch_size, sync_dist=sync)
-        return outputs, total  # type: ignore[return-value]
+        return outputs, total, terms  # type: ignore[return-value]
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")[1]
+    def training_step(self, batch: Batch, batch_idx: int) -> StepOutput:
+        _, total, terms = self._shared_step(batch, "train")
+        return {"loss": total, "task_losses": terms}
 
     def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        outputs, total = self._shared_step(batch, "val")
+        outputs, total, _ = self._shared_step(batch, "val")
         self._log_accuracy(batch, outputs, "val")
         return total
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from salt.models.attention import MultiheadAttention, ScaledDotProductAttention
 from salt.models.edges import EPS, pair_features
 from salt.models.zoo.inputs import check_variables
+from salt.utils.modules import count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -406,11 +407,6 @@ class ParticleTransformer(nn.Module):
             cls = block(cls, context=x, context_mask=mask)
         pooled = self.out(self.norm(cls.squeeze(1)))
         return pooled, {self.input_name: self.norm(x).masked_fill(padded, 0.0)}
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters, for comparing model sizes with the papers."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 __all__ = [

@@ -38,28 +38,6 @@ READ_ROWS = 50_000  # rows per contiguous read: large enough to be fast, small e
 EdgeTable = dict[str, dict[str, list[float]]]
 
 
-def merge_configs(paths: Sequence[str | Path]) -> dict[str, Any]:
-    """Read salt YAML configs and merge them in order, as ``--config a --config b`` does.
-
-    Each top-level section (``data``, ``model``, ...) is updated key by key, so a later file
-    replaces a whole ``data.variables`` just as salt's parser does.
-    """
-    merged: dict[str, Any] = {}
-    for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"--config: file '{path}' does not exist")
-        content = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(content, dict):
-            raise ValueError(f"--config: '{path}' is not a mapping of config sections")
-        for key, value in content.items():
-            if isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key] = {**merged[key], **value}
-            else:
-                merged[key] = value
-    return merged
-
-
 def quantile_edges(values: np.ndarray, num_bins: int) -> np.ndarray:
     """``num_bins + 1`` quantile edges of ``values``, duplicates merged (float64)."""
     quantiles = np.linspace(0.0, 1.0, num_bins + 1)
@@ -263,7 +241,10 @@ def calculate_quantiles_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     user_errors: tuple[type[BaseException], ...] = (*USER_ERRORS, OSError)
     try:
-        content = calculate_quantiles(merge_configs(args.config), args.bins, args.num_jets)
+        from salt.cli.salt_cli import read_data_config
+
+        data = read_data_config(args.config)
+        content = calculate_quantiles({"data": data}, args.bins, args.num_jets)
         out = args.out
         if out is None:
             out = Path(content["train_file"][0]).with_name(f"ple_bins_{args.bins}.yaml")
@@ -281,7 +262,6 @@ __all__ = [
     "calculate_quantiles",
     "calculate_quantiles_main",
     "load_bin_edges",
-    "merge_configs",
     "quantile_edges",
     "write_bin_edges",
 ]

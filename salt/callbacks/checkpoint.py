@@ -1,0 +1,99 @@
+"""The checkpoints every fit writes into ``<run dir>/ckpts``.
+
+Declared as their own config sections (``checkpoint:``, ``last_checkpoint:``, ``preemption:``), so
+``--print_config`` shows them and ``--checkpoint.save_top_k 3`` changes them. Without a
+``dirpath`` they write into ``<trainer.default_root_dir>/ckpts``, i.e. the run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from salt.callbacks.preemption import PreemptionCheckpoint
+
+CKPT_SUBDIR = "ckpts"
+EPOCH_FILENAME = "epoch={epoch:03d}-val_loss={val/loss:.5f}"
+
+
+def run_ckpt_dir(default_root_dir: str | Path) -> Path:
+    """Where a run keeps its checkpoints."""
+    return Path(default_root_dir) / CKPT_SUBDIR
+
+
+class _RunDirCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint writing into ``<run dir>/ckpts`` when no ``dirpath`` is given."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is None:
+            self.dirpath = str(run_ckpt_dir(trainer.default_root_dir))
+        super().setup(trainer, pl_module, stage)
+
+
+class EpochCheckpoint(_RunDirCheckpoint):
+    """One checkpoint per validation, named by epoch and validation loss
+    (``epoch=012-val_loss=0.51234.ckpt``: ``salt test`` picks the lowest by name).
+
+    Args:
+        dirpath: where to write (default ``<run dir>/ckpts``).
+        save_top_k: keep the k checkpoints with the lowest ``monitor`` (-1: every one).
+        monitor: the logged value that ranks checkpoints.
+        mode: ``min`` or ``max`` of ``monitor``.
+        filename: the name pattern (Lightning's format, metric names not inserted).
+    """
+
+    def __init__(
+        self,
+        dirpath: str | None = None,
+        save_top_k: int = -1,
+        monitor: str = "val/loss",
+        mode: Literal["min", "max"] = "min",
+        filename: str = EPOCH_FILENAME,
+    ):
+        super().__init__(
+            dirpath=dirpath,
+            filename=filename,
+            monitor=monitor,
+            mode=mode,
+            save_top_k=save_top_k,
+            save_last=False,
+            auto_insert_metric_name=False,
+        )
+
+
+class LastCheckpoint(_RunDirCheckpoint):
+    """``last.ckpt`` every ``every_n_train_steps`` steps, so a killed job loses at most that
+    many steps (``salt fit ... --ckpt_path last`` resumes from it).
+
+    Args:
+        dirpath: where to write (default ``<run dir>/ckpts``).
+        every_n_train_steps: steps between writes.
+    """
+
+    def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 200):
+        super().__init__(
+            dirpath=dirpath,
+            save_top_k=0,
+            save_last=True,
+            every_n_train_steps=every_n_train_steps,
+        )
+
+
+class RunPreemptionCheckpoint(PreemptionCheckpoint):
+    """:class:`~salt.callbacks.preemption.PreemptionCheckpoint` writing, unless told otherwise,
+    the ``last.ckpt`` that ``--ckpt_path last`` resumes from.
+
+    Args:
+        path: where to write the checkpoint (default ``<run dir>/ckpts/last.ckpt``).
+    """
+
+    def __init__(self, path: str | None = None):
+        super().__init__(path if path is not None else "last.ckpt")
+        self._derive_path = path is None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._derive_path:
+            self.path = run_ckpt_dir(trainer.default_root_dir) / "last.ckpt"
