@@ -46,13 +46,13 @@ def test_vertexing_loss_is_bce_over_valid_pairs_only():
     terms = []
     for b in range(2):
         for i in range(7):
-            for j in range(i + 1, 7):
-                if pad[b, i] or pad[b, j] or vertex[b, i] < 0 or vertex[b, j] < 0:
+            for j in range(7):
+                if i == j or pad[b, i] or pad[b, j] or vertex[b, i] < 0 or vertex[b, j] < 0:
                     continue
                 y = float(vertex[b, i] == vertex[b, j])
                 p = torch.sigmoid(logits[b, i, j])
                 terms.append(-(3.0 * y * torch.log(p) + (1 - y) * torch.log(1 - p)))
-    assert len(terms) == 10 + 6  # 5 usable tracks in jet 0, 4 in jet 1
+    assert len(terms) == 2 * (10 + 6)  # ordered pairs: 5 usable tracks in jet 0, 4 in jet 1
     torch.testing.assert_close(loss, torch.stack(terms).mean())
 
     # padded inputs and pairs with unknown labels change nothing
@@ -72,12 +72,11 @@ def test_vertexing_without_usable_pairs_gives_zero_loss_and_finite_gradient():
     assert all(torch.isfinite(p.grad).all() for p in task.parameters())
 
 
-def test_vertexing_output_is_symmetric_and_permutation_equivariant():
+def test_vertexing_output_is_permutation_equivariant():
     task = vertexing_task()
     x, context = torch.randn(3, 6, 4), torch.randn(3, 3)
     logits, _ = task(x, context=context)
     assert logits.shape == (3, 6, 6)
-    torch.testing.assert_close(logits, logits.transpose(1, 2))
     assert (logits.diagonal(dim1=1, dim2=2) == 0).all()
     perm = torch.tensor([4, 2, 0, 5, 1, 3])
     permuted, _ = task(x[:, perm], context=context)

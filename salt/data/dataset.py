@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -140,7 +141,7 @@ class ChunkedH5Dataset(IterableDataset):
                 skip -= len(load.batch_sizes)
                 continue
             todo.append((index, load))
-        pool = BufferPool()  # the chunks' big arrays, reused instead of allocated afresh
+        pool = self._buffer_pool()
         with (
             ThreadPoolExecutor(1, thread_name_prefix="salt-read") as reader,
             ThreadPoolExecutor(1, thread_name_prefix="salt-convert") as converter,
@@ -169,6 +170,21 @@ class ChunkedH5Dataset(IterableDataset):
                         yield to_torch(take(chunk, order[start : start + size]))
                     start += size
                 pool.give_back(chunk[0].values())  # every batch taken is a copy
+
+    def _buffer_pool(self) -> BufferPool:
+        """The chunks' big arrays, reused from chunk to chunk and from epoch to epoch (fresh
+        arrays cost page faults on every touch); one pool per process, never shared with a
+        forked worker."""
+        pid = os.getpid()
+        if getattr(self, "_pool_pid", None) != pid:
+            self._pool, self._pool_pid = BufferPool(), pid
+        return self._pool
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()  # buffers stay with their process
+        state.pop("_pool", None)
+        state.pop("_pool_pid", None)
+        return state
 
     def _convert(
         self, index: int, load: Load, raw: Future[dict[str, np.ndarray]], pool: BufferPool

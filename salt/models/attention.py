@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from salt.models.packing import Packing
+
 
 def _check_dropout(dropout: float, argument: str) -> None:
     if not 0.0 <= dropout < 1.0:
@@ -90,15 +92,41 @@ class ScaledDotProductAttention(AttentionBase):
 
     With ``muP`` the scores are scaled by 1/D instead (the muP attention of Tensor Programs V),
     so that attention logits stay of the same size when the width (and D) grows.
+
+    Args:
+        dropout: attention-weight dropout probability, used only in training mode.
+        varlen: attend over packed variable-length sequences (torch's jagged nested tensors,
+            which reach the flash / memory-efficient kernels without any padding) when the
+            encoder runs packed. ``None`` (default) uses them on CUDA only: on the CPU they
+            loop over jets in Python, and a compact padded layout is much faster there.
     """
 
-    def __init__(self, dropout: float = 0.0) -> None:
-        """Store the attention-weight dropout probability, used only in training mode."""
+    def __init__(self, dropout: float = 0.0, varlen: bool | None = None) -> None:
+        """Store the dropout probability and the variable-length choice."""
         super().__init__(dropout)
         self.muP = False  # set by a MultiheadAttention built with muP=True
+        self.varlen = varlen
 
     def enable_muP(self) -> None:
         self.muP = True
+
+    def use_varlen(self, device: torch.device) -> bool:
+        """Whether packed attention on ``device`` goes through jagged nested tensors."""
+        return device.type == "cuda" if self.varlen is None else self.varlen
+
+    def forward_varlen(self, q: Tensor, k: Tensor, v: Tensor, packing: Packing) -> Tensor:
+        """Attend within each jet of packed (N, H, D) tensors; returns (N, H, D)."""
+        offsets = packing.offsets()
+
+        def jagged(x: Tensor) -> Tensor:  # (N, H, D) -> (B, H, ragged, D)
+            return torch.nested.nested_tensor_from_jagged(x.contiguous(), offsets).transpose(1, 2)
+
+        dropout_p = self.dropout if self.training else 0.0
+        scale = 1.0 / q.shape[-1] if self.muP else None
+        out = F.scaled_dot_product_attention(
+            jagged(q), jagged(k), jagged(v), dropout_p=dropout_p, scale=scale
+        )
+        return out.transpose(1, 2).values()
 
     def forward(
         self,
@@ -216,12 +244,16 @@ class MultiheadAttention(nn.Module):
         pad_mask: Tensor | None = None,
         kv_pad_mask: Tensor | None = None,
         attn_bias: Tensor | None = None,
+        packing: Packing | None = None,
     ) -> Tensor:
         """Attend from ``x`` (B, Lq, embed_dim) to ``kv`` (B, Lk, kv_size), or to itself.
 
         In self-attention ``kv_pad_mask`` defaults to ``pad_mask``. ``attn_bias`` is added to the
         attention scores, broadcastable to (B, num_heads, Lq, Lk). Returns (B, Lq, output_size).
+        With a ``packing``, x holds packed constituents instead (see :meth:`forward_packed`).
         """
+        if packing is not None:
+            return self.forward_packed(x, packing)
         if kv is None:
             kv = x
             if kv_pad_mask is None:
@@ -250,6 +282,35 @@ class MultiheadAttention(nn.Module):
         if zero_rows is not None:
             out = out.masked_fill(zero_rows.unsqueeze(-1), 0.0)
         return out
+
+    def forward_packed(self, x: Tensor, packing: Packing) -> Tensor:
+        """Self-attention of packed constituents x (N, embed_dim) within their jets.
+
+        The same function as :meth:`forward` on the padded batch, restricted to its real
+        rows: projections run on the N real constituents only, and the scores on a compact
+        layout whose length is the longest jet of the batch (or on jagged tensors, see
+        :class:`ScaledDotProductAttention`'s ``varlen``). Returns (N, output_size).
+        """
+        if self.kv_size != self.embed_dim:
+            raise ValueError("forward_packed: self-attention only (kv_size must equal embed_dim)")
+        # one matmul for the three projections
+        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        qkv = F.linear(x, weight, bias).unflatten(-1, (3, self.num_heads, self.head_dim))
+        q, k, v = qkv.unbind(dim=1)  # (N, H, D) each
+        attention = self.attention
+        if isinstance(attention, ScaledDotProductAttention) and attention.use_varlen(x.device):
+            out = attention.forward_varlen(q, k, v, packing)
+        else:
+
+            def compact(t: Tensor) -> Tensor:  # (N, H, D) -> (B, H, Lc, D)
+                return packing.to_compact(t).transpose(1, 2)
+
+            kv_mask = packing.compact_mask()
+            attended = attention(compact(q), compact(k), compact(v), kv_mask)
+            out = packing.from_compact(attended.transpose(1, 2))
+        merged = out.reshape(out.shape[0], self.num_heads * self.head_dim)
+        return self.drop(self.out_proj(merged))
 
 
 __all__ = [

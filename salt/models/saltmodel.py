@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -83,9 +85,19 @@ class SaltModel(nn.Module):
             nn.init.zeros_(self.film.weight)  # start as the identity transform
             nn.init.zeros_(self.film.bias)
 
+    @property
+    def embedders(self) -> list[InitNet]:
+        """The init nets, typed (``nn.ModuleList`` yields plain modules)."""
+        return [cast(InitNet, net) for net in self.init_nets]
+
+    @property
+    def heads(self) -> list[TaskBase]:
+        """The tasks, typed."""
+        return [cast(TaskBase, task) for task in self.tasks]
+
     def label_fields(self) -> dict[str, list[str]]:
         fields: dict[str, list[str]] = {}
-        for task in self.tasks:
+        for task in self.heads:
             for name, names in task.label_fields().items():
                 fields.setdefault(name, []).extend(n for n in names if n not in fields[name])
         return fields
@@ -96,7 +108,7 @@ class SaltModel(nn.Module):
         jet = inputs.get(self.global_object)
         params = inputs.get("PARAMETERS")
         embeddings, masks = [], []
-        for net in self.init_nets:
+        for net in self.embedders:
             name = net.input_name
             x = inputs[name]
             if name == self.global_object:
@@ -127,7 +139,7 @@ class SaltModel(nn.Module):
         assert self.edge_features is not None
         name = self.edge_features.input_name
         bias = self.edge_features(raw_inputs[name], pad_masks[name])
-        names = [net.input_name for net in self.init_nets]
+        names = [net.input_name for net in self.embedders]
         start = sum(lengths[: names.index(name)])
         rest = sum(lengths) - start - bias.shape[-1]
         return F.pad(bias, (start, rest, start, rest))
@@ -143,16 +155,22 @@ class SaltModel(nn.Module):
         mask = torch.cat(masks, dim=1)
         if self.encoder is None:
             return x, mask
-        names = [net.input_name for net in self.init_nets]
+        names = [net.input_name for net in self.embedders]
         if hasattr(self.encoder, "input_names"):  # one stream per type, cross-attending
             encoded = self.encoder(dict(zip(names, embeddings)), dict(zip(names, masks)))
             return torch.cat([encoded[n] for n in names], dim=1), mask
         if self.edge_features is None:
-            return self.encoder(x, pad_mask=mask), mask
-        if raw_inputs is None:
-            raise ValueError("edge features need the unnormalised inputs (raw_inputs)")
-        bias = self._edge_bias(raw_inputs, pad_masks, [e.shape[1] for e in embeddings])
-        return self.encoder(x, pad_mask=mask, attn_bias=bias), mask
+            encoded = self.encoder(x, pad_mask=mask)
+        else:
+            if raw_inputs is None:
+                raise ValueError("edge features need the unnormalised inputs (raw_inputs)")
+            bias = self._edge_bias(raw_inputs, pad_masks, [e.shape[1] for e in embeddings])
+            encoded = self.encoder(x, pad_mask=mask, attn_bias=bias)
+        # register tokens come out after the constituents: real entries for the pooling
+        extra = encoded.shape[1] - mask.shape[1]
+        if extra > 0:
+            mask = torch.cat([mask, mask.new_zeros(mask.shape[0], extra)], dim=1)
+        return encoded, mask
 
     def forward(
         self,
@@ -176,7 +194,7 @@ class SaltModel(nn.Module):
             x, mask = self._encode(embeddings, masks, pad_masks, raw_inputs)
             pooled = self.pool_net(x, pad_mask=mask)
             start = 0
-            for net, emb, m in zip(self.init_nets, embeddings, masks):
+            for net, emb, m in zip(self.embedders, embeddings, masks):
                 stop = start + emb.shape[1]
                 per_input[net.input_name] = (x[:, start:stop], m)
                 start = stop
@@ -184,7 +202,7 @@ class SaltModel(nn.Module):
             pooled = torch.cat([pooled, inputs["GLOBAL"]], dim=-1)
         outputs: dict[str, Tensor] = {}
         losses: dict[str, Tensor] = {}
-        for task in self.tasks:
+        for task in self.heads:
             if task.input_name == self.global_object:
                 out, loss = task(pooled, labels)
             else:

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from salt.models.configs import DenseConfig
+from salt.models.packing import Packing, packing_enabled
 from salt.tasks.base import TaskBase, event_weights, fill_padding, per_jet, unreduced
 
 
@@ -126,6 +127,8 @@ class ClassificationTask(TaskBase):
         pad_mask: Tensor | None = None,
         context: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
+        if pad_mask is not None and x.dim() == 3 and packing_enabled(x):
+            return self._forward_packed(x, labels, pad_mask, context)
         logits = self.head(x, context)
         if labels is None:
             return logits, None
@@ -138,6 +141,30 @@ class ClassificationTask(TaskBase):
             return logits, self.weighted_loss(logits, target, keep, weights)
         loss = self.loss(logits[keep], target[keep])
         return logits, loss
+
+    def _forward_packed(
+        self,
+        x: Tensor,
+        labels: dict[str, dict[str, Tensor]] | None,
+        pad_mask: Tensor,
+        context: Tensor | None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Constituent classification on the real constituents only (see
+        :class:`~salt.models.packing.Packing`); padded rows of the logits are zero."""
+        packing = Packing.from_pad_mask(pad_mask)
+        rows = packing.pack(x)
+        row_context = None if context is None else context.index_select(0, packing.jet)
+        logits = self.head(rows, row_context)
+        dense_logits = packing.unpack(logits)
+        if labels is None:
+            return dense_logits, None
+        target = packing.pack(self.targets(labels))
+        keep = target >= 0
+        weights = event_weights(labels)
+        if weights is not None:
+            jet_weights = weights.index_select(0, packing.jet)
+            return dense_logits, self.weighted_loss(logits, target, keep, jet_weights)
+        return dense_logits, self.loss(logits[keep], target[keep])
 
     def weighted_loss(
         self, logits: Tensor, target: Tensor, keep: Tensor, weights: Tensor

@@ -1,29 +1,21 @@
 """Track-pair vertexing: which constituents come from the same (secondary) vertex.
 
-The head scores every unordered pair of constituents; the pairs it links are then grouped into
+The head scores every pair of constituents of a jet; the pairs it links are then grouped into
 vertices by connected components, so a vertex of n tracks needs only a spanning set of its
-n(n-1)/2 pairs to be found.
+pairs to be found.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from salt.models.configs import DenseConfig
-from salt.models.dense import make_activation
-from salt.tasks.base import (
-    TaskBase,
-    elementwise,
-    event_weights,
-    masked_mean,
-    require_sizes,
-    valid_mask,
-    weighted_mean,
-)
+from salt.models.packing import Packing, packing_enabled
+from salt.tasks.base import TaskBase, elementwise, event_weights, require_sizes, valid_mask
 
 # Under tracing (ONNX export) the number of constituents is not known when the graph is built;
 # this many squarings link chains of up to 2**8 + 1 constituents, and extra ones change nothing.
@@ -78,37 +70,46 @@ def vertex_indices(
     return torch.where(valid, rank.gather(1, root), -1)
 
 
+HEAVY_FLAVOUR_ORIGINS = (3, 4, 5)  # FromB, FromBC, FromC in ftagTruthOriginLabel
+FAKE_ORIGIN = 1  # Fake in ftagTruthOriginLabel
+
+
 class VertexingTask(TaskBase):
     """Pairwise vertex finding on one constituent type (usually tracks).
 
-    The first layer is factorised so that it costs per constituent, not per pair: each
-    constituent is projected once to ``(s_i, d_i)`` and the jet context to ``(s_c, d_c)`` (width
-    h each, h = the first of ``hidden_layers``), and pair (i, j) starts from
-    ``act([s_i + s_j + s_c, |d_i - d_j| + d_c])``, followed by the remaining hidden layers and
-    one output. Both halves are symmetric in i and j, so the logit of (i, j) equals that of
-    (j, i) exactly and the head is equivariant under reordering the constituents. This keeps
-    the (B, L, L, 2h) pair tensor small: scoring all pairs of a batch costs about as much as a
-    second encoder layer rather than dominating the training step. The full (B, L, L) matrix is
-    evaluated (twice the pairs strictly needed) because it is built by broadcasting alone,
-    which keeps the head traceable to ONNX with a dynamic L.
+    The pair network sees ``[x_i, x_j]`` (plus the pooled jet as context) and gives one logit
+    per ordered pair (i, j), i != j: hidden layers ``dense_config.hidden_layers``, one output.
+    Its first layer is linear in the concatenation, so it is evaluated per constituent (``W_a
+    x_i`` and ``W_b x_j``) and only summed per pair: the pairs cost one addition and the
+    remaining hidden layers, not a matrix product over the concatenated width. With packed
+    constituents (the default in training and evaluation) only the pairs of real constituents
+    of the same jet are formed, so a jet of n tracks costs n(n-1) pairs, not L(L-1); the padded
+    path (ONNX export, ``torch.compile``) computes the same logits on the full (B, L, L) grid.
 
-    The target of a pair is 1 when both constituents carry the same vertex index >= 0 and 0
-    otherwise; pairs with a padded constituent or a label < 0 (unknown) take no part, and the
-    loss is the mean over the remaining pairs (with ``data.weight_field``, weighted by the
-    weight of each pair's jet).
+    The target of a pair is 1 when both constituents carry the same vertex index >= 0, else 0;
+    pairs with a padded constituent or a label < 0 (unknown) take no part.
 
     Args:
         name: unique task name.
         input_name: the constituent type, e.g. ``tracks``.
         label: the per-constituent vertex index, e.g. ``ftagTruthVertexIndex``.
         dense_config: the pair network; salt sets ``input_size`` to the constituent width D and
-            ``context_size`` to the pooled width C, and the network is built with input
-            ``2 * D`` (+ C context) and one output.
+            ``context_size`` to the pooled width C; the network is built with input ``2 * D``
+            (+ C context) and one output.
         loss: a loss on (logit, target) pairs, by default ``BCEWithLogitsLoss`` (e.g. give
             ``pos_weight`` to up-weight the rarer same-vertex pairs); its reduction is set to
-            ``none`` because the task averages over the valid pairs itself.
+            ``none`` because the task reduces over the pairs itself.
         weight: the factor of this task's loss in the total loss.
         threshold: the pair probability above which ``predict`` links two constituents.
+        normalise_by: ``pairs`` (default): the loss is the (weighted) mean over the pairs that
+            take part. ``linked_pairs``: their weighted sum divided by the number of linked
+            (same-vertex) pairs, which scales the loss up by the inverse fraction of linked
+            pairs, as salt-ml's GN2 does; it makes vertexing a much stronger auxiliary signal.
+        origin_label: the per-constituent truth origin field (e.g. ``ftagTruthOriginLabel``);
+            needed for the two pair weights below.
+        heavy_flavour_pair_weight: weight of pairs whose two constituents come from
+            heavy-flavour decays (origins FromB, FromBC, FromC): the vertices that matter.
+        fake_pair_weight: weight of pairs of two fake tracks (0 leaves them out).
     """
 
     label: str
@@ -122,9 +123,25 @@ class VertexingTask(TaskBase):
         loss: nn.Module | None = None,
         weight: float = 1.0,
         threshold: float = 0.5,
+        normalise_by: Literal["pairs", "linked_pairs"] = "pairs",
+        origin_label: str | None = None,
+        heavy_flavour_pair_weight: float = 1.0,
+        fake_pair_weight: float = 1.0,
     ):
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"task '{name}': threshold={threshold}, expected a value in (0, 1)")
+        if normalise_by not in ("pairs", "linked_pairs"):
+            raise ValueError(
+                f"task '{name}': normalise_by={normalise_by!r}, expected 'pairs' or 'linked_pairs'"
+            )
+        weighted_origins = heavy_flavour_pair_weight != 1.0 or fake_pair_weight != 1.0
+        if weighted_origins and origin_label is None:
+            raise ValueError(
+                f"task '{name}': heavy_flavour_pair_weight/fake_pair_weight need origin_label "
+                "(e.g. ftagTruthOriginLabel)"
+            )
+        if heavy_flavour_pair_weight < 0 or fake_pair_weight < 0:
+            raise ValueError(f"task '{name}': pair weights must be >= 0")
         config: dict[str, Any] = dict(dense_config)
         require_sizes(name, config, ("input_size",))
         if config.get("output_size", 1) != 1:
@@ -133,13 +150,15 @@ class VertexingTask(TaskBase):
                 "network has one output (the pair logit); remove it"
             )
         self.constituent_size = int(config["input_size"])
-        hidden = list(config.get("hidden_layers") or [])
-        width = hidden[0] if hidden else self.constituent_size
-        context_size = int(config.get("context_size") or 0)
-        config["input_size"] = 2 * width
-        config["hidden_layers"] = hidden[1:]
-        config["context_size"] = 0
+        config["input_size"] = 2 * self.constituent_size
         config["output_size"] = 1
+        if not config.get("hidden_layers"):
+            raise ValueError(
+                f"task '{name}': dense_config.hidden_layers is empty; the pair network needs at "
+                "least one hidden layer"
+            )
+        if config.get("gated"):
+            raise ValueError(f"task '{name}': dense_config.gated is not supported by the pair net")
         super().__init__(
             name,
             input_name,
@@ -149,9 +168,39 @@ class VertexingTask(TaskBase):
             weight,
         )
         self.threshold = threshold
-        self.track_proj = nn.Linear(self.constituent_size, 2 * width)
-        self.context_proj = nn.Linear(context_size, 2 * width) if context_size else None
-        self.pair_activation = make_activation(config.get("activation", "ReLU"))
+        self.normalise_by = normalise_by
+        self.origin_label = origin_label
+        self.heavy_flavour_pair_weight = heavy_flavour_pair_weight
+        self.fake_pair_weight = fake_pair_weight
+
+    def label_fields(self) -> dict[str, list[str]]:
+        fields = [self.label]
+        if self.origin_label is not None:
+            fields.append(self.origin_label)
+        return {self.input_name: fields}
+
+    def _first_layer(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """The pair net's first Linear split by input: ``(W_a x, W_b x, W_c context + bias)``.
+
+        ``x`` is (..., D); the context term is (B, h) (or (h,) broadcastable without context).
+        """
+        first = self.net.net[0]
+        assert isinstance(first, nn.Linear)
+        size = self.constituent_size
+        weight = first.weight
+        as_first = x @ weight[:, :size].T
+        as_second = x @ weight[:, size : 2 * size].T
+        if self.net.context_size:
+            if context is None:
+                raise ValueError(f"task '{self.name}': the pair net needs the pooled context")
+            jet_term = torch.addmm(first.bias, context, weight[:, 2 * size :].T)
+        else:
+            jet_term = first.bias
+        return as_first, as_second, jet_term
+
+    def _rest(self, pre_activation: Tensor) -> Tensor:
+        """The pair net after its first Linear (activation, hidden layers, output)."""
+        return self.net.net[1:](pre_activation).squeeze(-1)
 
     def pair_targets(
         self, labels: dict[str, dict[str, Tensor]], pad_mask: Tensor | None = None
@@ -170,6 +219,40 @@ class VertexingTask(TaskBase):
         )
         return target, take_part
 
+    def _origin_classes(self, origins: Tensor) -> tuple[Tensor, Tensor]:
+        origins = origins.long()
+        heavy = torch.zeros_like(origins, dtype=torch.bool)
+        for origin in HEAVY_FLAVOUR_ORIGINS:
+            heavy = heavy | (origins == origin)
+        return heavy, origins == FAKE_ORIGIN
+
+    def _pair_weights(self, heavy: tuple[Tensor, Tensor], fake: tuple[Tensor, Tensor]) -> Tensor:
+        """Weights of pairs from their constituents' heavy-flavour / fake flags."""
+        both_heavy = heavy[0] & heavy[1]
+        both_fake = fake[0] & fake[1]
+        weights = torch.ones(both_heavy.shape, device=both_heavy.device)
+        weights = weights.masked_fill(both_heavy, self.heavy_flavour_pair_weight)
+        return weights.masked_fill(both_fake, self.fake_pair_weight)
+
+    def _reduce(
+        self,
+        values: Tensor,
+        target: Tensor,
+        take_part: Tensor,
+        pair_weights: Tensor | None,
+        jet_weights: Tensor | None,
+    ) -> Tensor:
+        """The loss over the pairs that take part, as ``normalise_by`` says."""
+        w = take_part.to(values.dtype)
+        if pair_weights is not None:
+            w = w * pair_weights
+        if jet_weights is not None:
+            w = w * jet_weights.to(values.dtype)
+        total = (values * w).sum()
+        linked = self.normalise_by == "linked_pairs"
+        norm = (target * take_part).sum() if linked else w.sum()
+        return total / torch.where(norm > 0, norm, torch.ones_like(norm))
+
     def forward(
         self,
         x: Tensor,
@@ -177,33 +260,79 @@ class VertexingTask(TaskBase):
         pad_mask: Tensor | None = None,
         context: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """Return the pair logits (B, L, L) (diagonal 0) and the loss when labels are given.
-
-        Entries that involve a padded constituent are computed like the others but mean nothing.
-        The loss averages over ordered pairs, which equals the mean over unordered pairs since
-        the logits and targets are symmetric.
-        """
+        """Return the pair logits (B, L, L) (0 on the diagonal and on padding) and the loss
+        when labels are given."""
         if x.dim() != 3:
             raise ValueError(
                 f"task '{self.name}': expected constituents (B, L, D), got {tuple(x.shape)}"
             )
-        s, d = self.track_proj(x).chunk(2, dim=-1)
-        pair_sum = s.unsqueeze(2) + s.unsqueeze(1)
-        pair_diff = (d.unsqueeze(2) - d.unsqueeze(1)).abs()
-        if self.context_proj is not None and context is not None:
-            s_c, d_c = self.context_proj(context)[:, None, None, :].chunk(2, dim=-1)
-            pair_sum, pair_diff = pair_sum + s_c, pair_diff + d_c
-        pairs = self.pair_activation(torch.cat([pair_sum, pair_diff], dim=-1))
-        logits = self.head(pairs).squeeze(-1)
-        logits = logits.masked_fill(~off_diagonal(x.shape[1], x.device), 0.0)
+        if pad_mask is not None and packing_enabled(x):
+            packing = Packing.from_pad_mask(pad_mask)
+            if packing.num_real:
+                return self._forward_packed(x, labels, packing, context)
+        as_first, as_second, jet_term = self._first_layer(x, context)
+        if jet_term.dim() == 2:
+            jet_term = jet_term[:, None, None, :]
+        logits = self._rest(as_first[:, :, None, :] + as_second[:, None, :, :] + jet_term)
+        grid = off_diagonal(x.shape[1], x.device)
+        if pad_mask is not None:
+            grid = grid & ~pad_mask[:, :, None] & ~pad_mask[:, None, :]
+        logits = logits.masked_fill(~grid, 0.0)
         if labels is None:
             return logits, None
         target, take_part = self.pair_targets(labels, pad_mask)
         values = self.loss(logits.float(), target)
-        weights = event_weights(labels)
-        if weights is None:
-            return logits, masked_mean(values, take_part)
-        return logits, weighted_mean(values, take_part, weights)
+        pair_weights = None
+        if self.origin_label is not None:
+            heavy, fake = self._origin_classes(labels[self.input_name][self.origin_label])
+            pair_weights = self._pair_weights(
+                (heavy[:, :, None], heavy[:, None, :]), (fake[:, :, None], fake[:, None, :])
+            )
+        jet_weights = event_weights(labels)
+        if jet_weights is not None:
+            jet_weights = jet_weights[:, None, None]
+        return logits, self._reduce(values, target, take_part, pair_weights, jet_weights)
+
+    def _forward_packed(
+        self,
+        x: Tensor,
+        labels: dict[str, dict[str, Tensor]] | None,
+        packing: Packing,
+        context: Tensor | None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits for the ordered pairs of real constituents of the same jet only."""
+        as_first, as_second, jet_term = self._first_layer(packing.pack(x), context)
+        first, second = packing.pairs(ordered=True)
+        pair_jet = packing.jet.index_select(0, first)
+        pre = as_first.index_select(0, first) + as_second.index_select(0, second)
+        pre = pre + (jet_term.index_select(0, pair_jet) if jet_term.dim() == 2 else jet_term)
+        pair_logits = self._rest(pre)
+        length = packing.length
+        row = packing.index.index_select(0, first) - pair_jet * length
+        column = packing.index.index_select(0, second) - pair_jet * length
+        flat = (pair_jet * length + row) * length + column
+        logits = pair_logits.new_zeros(packing.batch_size * length * length)
+        logits = logits.index_put((flat,), pair_logits).view(packing.batch_size, length, length)
+        if labels is None:
+            return logits, None
+        vertex = packing.pack(labels[self.input_name][self.label].long())
+        v_first, v_second = vertex.index_select(0, first), vertex.index_select(0, second)
+        target = (v_first == v_second).float()
+        take_part = (v_first >= 0) & (v_second >= 0)
+        values = self.loss(pair_logits.float(), target)
+        pair_weights = None
+        if self.origin_label is not None:
+            heavy, fake = self._origin_classes(
+                packing.pack(labels[self.input_name][self.origin_label])
+            )
+            pair_weights = self._pair_weights(
+                (heavy.index_select(0, first), heavy.index_select(0, second)),
+                (fake.index_select(0, first), fake.index_select(0, second)),
+            )
+        jet_weights = event_weights(labels)
+        if jet_weights is not None:
+            jet_weights = jet_weights.index_select(0, pair_jet)
+        return logits, self._reduce(values, target, take_part, pair_weights, jet_weights)
 
     def predict(self, output: Tensor, pad_mask: Tensor | None = None) -> dict[str, Tensor]:
         """``{"vertex_index": (B, L) int64}``: see :func:`vertex_indices` (-1 on padding)."""
