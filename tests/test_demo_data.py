@@ -363,6 +363,6 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = capsys.readouterr().out
     assert "train.h5" in report and "val.h5" in report and "jets/s" in report
     assert not (tmp_path / "test.h5").exists()
-    assert demo_data_main(argv) == 1
+    assert demo_data_main(argv) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert demo_data_main([*argv, "--overwrite", "--seed", "3"]) == 0

@@ -552,6 +552,22 @@ CASES = [
         data=False,
         needs_run=True,
     ),
+    # -- files that are not what their key says ---------------------------------------------
+    Case(
+        "empty-train-file",
+        lambda env: [f"--data.train_file={env.write_bytes('empty.h5', b'')}"],
+        ("data.train_file", "empty.h5", "is empty (0 bytes)"),
+    ),
+    Case(
+        "text-as-train-file",
+        lambda env: [f"--data.train_file={env.write('notes.h5', 'not hdf5')}"],
+        ("data.train_file", "notes.h5", "is not an HDF5 file"),
+    ),
+    Case(
+        "directory-as-test-file",
+        lambda env: [f"--data.test_file={env.demo}"],
+        ("data.test_file", "is a directory"),
+    ),
 ]
 
 TEST_FAST = [

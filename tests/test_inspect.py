@@ -67,7 +67,36 @@ def test_errors(tmp_path: Path) -> None:
 def test_cli(demo_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert inspect_main([str(demo_file)]) == 0
     assert "dataset 'jets'" in capsys.readouterr().out
-    assert inspect_main([str(demo_file), str(tmp_path / "missing.h5")]) == 1
+    assert inspect_main([str(demo_file), str(tmp_path / "missing.h5")]) == 2  # a user error
     captured = capsys.readouterr()
     assert "dataset 'jets'" in captured.out
     assert "missing.h5" in captured.err
+
+
+def test_a_closed_pipe_ends_quietly(demo_file: Path) -> None:
+    """``salt inspect FILE | head -1``: no BrokenPipeError traceback, exit code 0."""
+    import subprocess
+    import sys
+
+    reader = subprocess.Popen(["head", "-c", "10"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    inspect = subprocess.run(
+        [sys.executable, "-m", "salt", "inspect", *[str(demo_file)] * 40],  # > a pipe buffer
+        stdout=reader.stdin,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    reader.stdin.close()
+    assert reader.stdout.read() == b"file " + str(demo_file).encode()[:5]
+    reader.wait(timeout=10)
+    assert inspect.returncode == 0, inspect.stderr
+    assert "Traceback" not in inspect.stderr and "BrokenPipe" not in inspect.stderr
+
+
+def test_an_empty_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(b"")
+    assert inspect_main([str(empty)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"salt inspect: error: {empty}: empty file (0 bytes), expected an HDF5 file"
+    )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import getpass
 import os
 import platform
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from salt.callbacks.checkpoint import lowest_val_loss
 from salt.utils.claim import OutputClaim
 from salt.utils.files import atomic_write_text
 from salt.utils.versions import versions
@@ -27,7 +29,8 @@ def run_dir_name(name: str, suffix: str | None) -> str:
     return f"{name}_{stamp}"
 
 
-_CLAIMS: dict[Path, OutputClaim] = {}  # held until the process ends
+_CLAIMS: dict[Path, OutputClaim] = {}  # held until the command ends
+_CREATED: list[Path] = []  # directories made only to hold a claim
 
 
 def _refuse_reuse(path: Path, force: bool) -> None:
@@ -45,10 +48,24 @@ def check_free(path: Path, force: bool) -> None:
     key = path.resolve()
     if key not in _CLAIMS:
         claim = OutputClaim(path, "choose another --name/--log_suffix")
+        if not path.parent.exists():
+            _CREATED.append(path.parent)
         claim.acquire()
         _CLAIMS[key] = claim
-        atexit.register(claim.release)
+        atexit.register(release_claims)
         _refuse_reuse(path, force)  # the previous holder may have filled it meanwhile
+
+
+def release_claims() -> None:
+    """Give back the run directory claims when the command ends, and remove a directory made
+    only to hold one (a fit that failed before writing leaves nothing behind)."""
+    for claim in _CLAIMS.values():
+        claim.release()
+    _CLAIMS.clear()
+    for directory in reversed(_CREATED):
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only if empty
+    _CREATED.clear()
 
 
 def check_resumable(root: Path, ckpt_path: str | None) -> None:
@@ -118,19 +135,12 @@ def _user() -> str:
 
 def best_checkpoint(ckpt_dir: Path) -> Path:
     """The checkpoint with the lowest validation loss in its name (``...val_loss=X.ckpt``)."""
-    candidates = []
-    for path in ckpt_dir.glob("*.ckpt"):
-        stem = path.stem
-        if "val_loss=" in stem:
-            try:
-                candidates.append((float(stem.split("val_loss=")[-1]), path))
-            except ValueError:
-                continue
-    if not candidates:
+    best = lowest_val_loss(str(path) for path in ckpt_dir.glob("*.ckpt"))
+    if best is None:
         raise FileNotFoundError(
             f"no checkpoint with a validation loss in '{ckpt_dir}'; pass --ckpt_path"
         )
-    return min(candidates)[1]
+    return Path(best)
 
 
 def absolute_spec(spec: Any) -> Any:

@@ -34,7 +34,13 @@ from salt.callbacks.nan_guard import NaNLossGuard
 from salt.class_paths import check_command_line
 from salt.cli.errors import one_line, suggest, unknown_keys
 from salt.cli.loggers import run_dir_loggers
-from salt.cli.run_dir import RUN_DIR_ENV, best_checkpoint, check_resumable, choose_run_dir
+from salt.cli.run_dir import (
+    RUN_DIR_ENV,
+    best_checkpoint,
+    check_resumable,
+    choose_run_dir,
+    release_claims,
+)
 from salt.cli.save_run import RUN_DIR_PATHS, SaveRunDirectory
 from salt.cli.wiring import derive_config
 from salt.data.datamodule import SaltDataModule
@@ -113,24 +119,28 @@ class SaltCLI(LightningCLI):
         self.build_for = build_for
         self.instantiate = instantiate
         self.building = not run
-        super().__init__(
-            model_class=SaltModule,
-            datamodule_class=SaltDataModule,
-            save_config_callback=SaveRunDirectory,
-            auto_configure_optimizers=False,
-            # without a subcommand the main parser is the only one: it gets the defaults
-            parser_kwargs=(
-                {
-                    "exit_on_error": False,
-                    "allow_abbrev": False,
-                    **{sub: dict(base) for sub in SUBCOMMANDS},
-                }
-                if run
-                else dict(base)
-            ),
-            args=args,
-            run=run,
-        )
+        try:
+            super().__init__(
+                model_class=SaltModule,
+                datamodule_class=SaltDataModule,
+                save_config_callback=SaveRunDirectory,
+                auto_configure_optimizers=False,
+                # without a subcommand the main parser is the only one: it gets the defaults
+                parser_kwargs=(
+                    {
+                        "exit_on_error": False,
+                        "allow_abbrev": False,
+                        **{sub: dict(base) for sub in SUBCOMMANDS},
+                    }
+                    if run
+                    else dict(base)
+                ),
+                args=args,
+                run=run,
+            )
+        finally:
+            if run:
+                release_claims()  # the run directory is written (or the command failed)
 
     @property
     def subcommand_name(self) -> str:

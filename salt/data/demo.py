@@ -917,7 +917,7 @@ def demo_data_main(argv: list[str] | None = None) -> int:
             processes = write_process_files(args.out, splits, overwrite=args.overwrite)
     except (FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"salt demo-data: error: {err}", file=sys.stderr)
-        return 1
+        return 2  # a user error, as for every salt command
     seconds = time.perf_counter() - start
     total = args.train + args.val + args.test
     for split in SPLITS:

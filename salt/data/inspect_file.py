@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -156,6 +157,8 @@ def inspect_file(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes), expected an HDF5 file")
     try:
         h5 = h5py.File(path, "r")
     except OSError as err:
@@ -188,11 +191,28 @@ def inspect_main(argv: list[str] | None = None) -> int:
     status = 0
     for path in args.files:
         try:
-            print(inspect_file(path))
+            report = inspect_file(path)
         except (FileNotFoundError, ValueError) as err:
             print(f"salt inspect: error: {err}", file=sys.stderr)
-            status = 1
+            status = USER_ERROR_EXIT
+            continue
+        try:
+            print(report, flush=True)
+        except BrokenPipeError:  # salt inspect FILE | head: the reader has seen enough
+            _silence_stdout()
+            return status
     return status
+
+
+USER_ERROR_EXIT = 2
+"""Exit code of a file that cannot be inspected (as for every salt user error)."""
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

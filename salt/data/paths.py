@@ -42,9 +42,37 @@ def resolve_files(spec: GroupedSpec, key: str = "file") -> list[Path]:
         else:
             path = Path(text)
             if not path.is_file():
-                raise FileNotFoundError(f"data.{key}: file '{text}' does not exist")
+                kind = "is a directory, expected a file" if path.is_dir() else "does not exist"
+                raise FileNotFoundError(f"data.{key}: file '{text}' {kind}")
             files.append(path)
+    for path in files:
+        check_hdf5(path, key)
     return files
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def check_hdf5(path: Path, key: str = "file") -> None:
+    """Refuse an empty file, or one that is not HDF5, naming it (HDF5 itself only says "file
+    signature not found", without the file). Reads the first bytes only."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(len(HDF5_SIGNATURE))
+    except OSError as err:
+        raise ValueError(f"data.{key}: '{path}' cannot be read ({err.strerror or err})") from None
+    if size == 0:
+        raise ValueError(f"data.{key}: '{path}' is empty (0 bytes), expected an HDF5 file")
+    # HDF5 may also start at a user block of 512, 1024, ... bytes: leave those to h5py
+    if head != HDF5_SIGNATURE and not _has_user_block(path):
+        raise ValueError(f"data.{key}: '{path}' is not an HDF5 file")
+
+
+def _has_user_block(path: Path) -> bool:
+    import h5py
+
+    return bool(h5py.is_hdf5(path))
 
 
 def resolve_groups(spec: Mapping[str, FileSpec], key: str = "file") -> dict[str, list[Path]]:
