@@ -11,12 +11,15 @@ import pytest
 import torch
 import yaml
 
+from salt.callbacks.checkpoint import checkpoint_val_loss, lowest_val_loss
 from salt.callbacks.memory import MemoryLogger
 from salt.callbacks.nan_guard import NaNLossGuard, NonFiniteLossError
 from salt.cli.errors import BUG_EXIT, USER_ERROR_EXIT, is_user_error, run_cli
 from salt.cli.main import COMMANDS, LIGHTNING_SUBCOMMANDS, main
 from salt.cli.salt_cli import read_data_config, renamed_flags
 from salt.errors import ConfigError, UserError
+from salt.s3.mirror import best_checkpoint_name
+from salt.utils.label_fields import merge_label_fields
 from salt.utils.versions import versions
 from tests.helpers import REPO
 
@@ -117,3 +120,26 @@ def test_data_section_merges_as_salt_fit_does(tmp_path: Path):
     assert data["global_object"] == "jets"  # packaged default
     with pytest.raises(FileNotFoundError, match=r"missing\.yaml"):
         read_data_config([tmp_path / "missing.yaml"])
+
+
+def test_one_reading_of_checkpoint_names():
+    names = [
+        "ckpts/epoch=000-val_loss=0.90000.ckpt",
+        "ckpts/epoch=003-val_loss=0.41000.ckpt",
+        "ckpts/last.ckpt",
+        "ckpts/epoch=004-val_loss=nan-ish.ckpt",
+        "other/epoch=009-val_loss=0.10000.ckpt",
+    ]
+    assert checkpoint_val_loss(names[1]) == 0.41
+    assert checkpoint_val_loss(names[2]) is None and checkpoint_val_loss(names[3]) is None
+    assert lowest_val_loss(names[:4]) == names[1]
+    assert best_checkpoint_name(names) == names[1]  # the S3 mirror reads names the same way
+
+
+def test_label_fields_merge_in_first_seen_order():
+    merged = merge_label_fields(
+        {"jets": ["pt", "flavour_label"]},
+        {"jets": ["flavour_label", "eta"], "tracks": ["origin"]},
+        {"tracks": ["origin", "vertex"]},
+    )
+    assert merged == {"jets": ["pt", "flavour_label", "eta"], "tracks": ["origin", "vertex"]}

@@ -7,6 +7,7 @@ Declared as their own config sections (``checkpoint:``, ``last_checkpoint:``, ``
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,24 @@ from salt.callbacks.preemption import PreemptionCheckpoint
 
 CKPT_SUBDIR = "ckpts"
 EPOCH_FILENAME = "epoch={epoch:03d}-val_loss={val/loss:.5f}"
+
+
+def checkpoint_val_loss(name: str) -> float | None:
+    """The validation loss an epoch checkpoint's file name records (``...val_loss=0.51234.ckpt``),
+    or None for other files (``last.ckpt``)."""
+    stem = name[: -len(".ckpt")] if name.endswith(".ckpt") else None
+    if stem is None or "val_loss=" not in stem:
+        return None
+    try:
+        return float(stem.split("val_loss=")[-1])
+    except ValueError:
+        return None
+
+
+def lowest_val_loss(names: Iterable[str]) -> str | None:
+    """The name with the lowest recorded validation loss (what ``salt test`` evaluates)."""
+    scored = [(loss, name) for name in names if (loss := checkpoint_val_loss(name)) is not None]
+    return min(scored)[1] if scored else None
 
 
 def run_ckpt_dir(default_root_dir: str | Path) -> Path:

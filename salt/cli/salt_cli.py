@@ -50,6 +50,7 @@ from salt.redact import redact_yaml
 from salt.s3.cli import S3Session, prepare_s3
 from salt.tasks.classification import ClassificationTask
 from salt.training.module import SaltModule
+from salt.utils.label_fields import merge_label_fields
 
 log = logging.getLogger(__name__)
 
@@ -345,11 +346,10 @@ class SaltCLI(LightningCLI):
             name: dataset.source.dtype(self.datamodule.dataset_name(name))
             for name in [global_object, *self.datamodule.constituent_names]
         }
-        wanted = {global_object: list(cfg.evaluation.jet_fields)}
-        for task in self.model.model.tasks if subcommand == "test" else []:
-            for name, fields in task.label_fields().items():
-                current = wanted.setdefault(name, [])
-                current.extend(f for f in fields if f not in current)
+        tasks = self.model.model.tasks if subcommand == "test" else []
+        wanted = merge_label_fields(
+            {global_object: cfg.evaluation.jet_fields}, *(t.label_fields() for t in tasks)
+        )
         carried = {
             name: [f for f in fields if name in dtypes and f in (dtypes[name].names or ())]
             for name, fields in wanted.items()
@@ -381,17 +381,11 @@ class SaltCLI(LightningCLI):
         if not self.trainer.is_global_zero or not cfg.evaluation.run_evaluation:
             return
         from salt.evaluation.evaluate import evaluate_predictions
-        from salt.tasks.classification import ClassificationTask
+        from salt.export.spec import main_task
 
-        global_object = self.datamodule.global_object
-        tasks = [
-            t
-            for t in self.model.model.tasks
-            if isinstance(t, ClassificationTask) and t.input_name == global_object
-        ]
-        if not tasks:
+        task = main_task(list(self.model.model.tasks), self.datamodule.global_object)
+        if task is None:
             return
-        task = tasks[0]
         run_dir = Path(cfg.trainer.default_root_dir or ".")
         out_dir = run_dir / "evaluation" / f"{self.ckpt.stem}__test_{self.sample}"
         evaluate_predictions(

@@ -108,17 +108,9 @@ def check_remote_free(remote_url: str, client: S3Client | S3Settings, force: boo
 
 def best_checkpoint_name(names: list[str]) -> str | None:
     """The ``ckpts/*.ckpt`` with the lowest ``val_loss=`` in its name (as ``salt test`` picks)."""
-    best: tuple[float, str] | None = None
-    for name in names:
-        if not (name.startswith("ckpts/") and name.endswith(".ckpt") and "val_loss=" in name):
-            continue
-        try:
-            loss = float(name[: -len(".ckpt")].split("val_loss=")[-1])
-        except ValueError:
-            continue
-        if best is None or (loss, name) < best:
-            best = (loss, name)
-    return best[1] if best else None
+    from salt.callbacks.checkpoint import lowest_val_loss
+
+    return lowest_val_loss(name for name in names if name.startswith("ckpts/"))
 
 
 def checkpoints_for(ckpt_path: str | None) -> Callable[[list[str]], set[str]]:

@@ -17,6 +17,7 @@ from salt.tasks.classification import ClassificationTask
 from salt.training.class_dict import apply_class_dict
 from salt.training.finetune import InitWeights, freeze_modules, load_selected, select_weights
 from salt.training.optim import DEFAULT_LRS, LRSConfig, SchedulerConfig, configure_optimization
+from salt.utils.label_fields import LabelFields, merge_label_fields
 
 
 class StepOutput(TypedDict):
@@ -128,14 +129,11 @@ class SaltModule(L.LightningModule):
             load_selected(self, self._selected_weights, f"'{self.init_weights.path}'")
             self._selected_weights = None
 
-    def label_fields(self) -> dict[str, list[str]]:
+    def label_fields(self) -> LabelFields:
         """The fields the tasks and regularisers need from the data layer, per input type."""
-        fields = self.model.label_fields()
-        for regulariser in self._regularisers():
-            for name, names in regulariser.label_fields().items():
-                current = fields.setdefault(name, [])
-                current.extend(n for n in names if n not in current)
-        return fields
+        return merge_label_fields(
+            self.model.label_fields(), *(r.label_fields() for r in self._regularisers())
+        )
 
     def _regularisers(self) -> list[Regulariser]:
         return list(self.regularisers)  # type: ignore[arg-type]  # ModuleList of Regularisers
