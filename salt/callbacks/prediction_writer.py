@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from salt.evaluation.predictions import LABEL_MAP_ATTRIBUTE, label_map_attribute
 from salt.tasks.classification import ClassificationTask
 from salt.tasks.vertexing import VertexingTask
 from salt.utils.claim import OutputClaim
@@ -237,6 +238,10 @@ class PredictionWriter(L.Callback):
                     self._out[name].attrs["flavour_label"] = np.array(
                         self._main_task.class_names, dtype="S"
                     )
+                    if self._main_task.label_map:  # evaluation maps the stored labels alike
+                        self._out[name].attrs[LABEL_MAP_ATTRIBUTE] = label_map_attribute(
+                            self._main_task.label, self._main_task.label_map
+                        )
             dataset = self._out[name]
             rows = np.zeros(first.shape, dtype=dataset.dtype)
             for field, values in cols.items():

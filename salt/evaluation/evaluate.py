@@ -277,6 +277,8 @@ def evaluate_predictions(
         "class_names": list(class_names or preds.class_names),
         **metrics,
     }
+    if preds.label_map:
+        metrics["label_map"] = {str(k): v for k, v in preds.label_map.items()}
     if reference:
         metrics["reference"] = reference
 

@@ -8,9 +8,10 @@ the truth labels and the jet kinematics. So evaluation needs nothing but the fil
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,10 @@ JETS = "jets"
 OTHER = "other"
 """Flavour name given to jets whose truth label is none of b, c, u, tau."""
 
+LABEL_MAP_ATTRIBUTE = "label_map"
+"""Attribute of the jets dataset: JSON ``{"field": label field, "map": {stored: index}}``,
+written by ``salt test`` when the model's classifier was trained with a ``label_map``."""
+
 PT_FIELD = "pt"
 _MEV_MEDIAN = 1000.0
 """A median jet pT above this many units can only be in MeV (FTAG files); salt plots GeV."""
@@ -40,18 +45,84 @@ _MEV_MEDIAN = 1000.0
 _TAGGER_FIELD = re.compile(r"^(?P<tagger>.+)_p(?P<flavour>b|c|u|tau)$")
 
 
+def apply_label_map(
+    labels: np.ndarray, label_field: str, label_map: Mapping[int, int]
+) -> np.ndarray:
+    """Stored labels as class indices through ``label_map``; -1 where a label is not in it.
+
+    The labels left out are counted and reported in one log line: a model trained with a
+    ``label_map`` never learnt them, so they take no part in its metrics.
+    """
+    if not label_map:
+        raise ValueError(f"'{label_field}': the label_map is empty")
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    stored = np.array(sorted(label_map), dtype=np.int64)
+    index = np.array([label_map[k] for k in sorted(label_map)], dtype=np.int64)
+    where = np.clip(np.searchsorted(stored, labels), 0, stored.size - 1)
+    inside = stored[where] == labels
+    mapped = np.where(inside, index[where], -1)
+    unmapped = int((~inside).sum())
+    if unmapped:
+        values, counts = np.unique(labels[~inside], return_counts=True)
+        log.info(
+            "'%s': %d of %d jets have labels outside the label_map %s (%s); they take no part "
+            "in the metrics",
+            label_field,
+            unmapped,
+            labels.size,
+            dict(label_map),
+            ", ".join(f"{v}: {c}" for v, c in zip(values.tolist(), counts.tolist())),
+        )
+    return mapped
+
+
+def stored_label_map(ds: h5py.Dataset) -> tuple[str, dict[int, int]] | None:
+    """``(label field, {stored value: class index})`` recorded on a predictions file, if any."""
+    raw = ds.attrs.get(LABEL_MAP_ATTRIBUTE)
+    if raw is None:
+        return None
+    try:
+        content = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+        return str(content["field"]), {int(k): int(v) for k, v in content["map"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(
+            f"'{JETS}' attribute {LABEL_MAP_ATTRIBUTE}: expected JSON "
+            f'{{"field": ..., "map": {{stored: index}}}}, got {raw!r} ({err})'
+        ) from err
+
+
+def label_map_attribute(label_field: str, label_map: Mapping[int, int]) -> str:
+    """The value of :data:`LABEL_MAP_ATTRIBUTE` for a classifier's label field and map."""
+    return json.dumps({"field": label_field, "map": {str(k): int(v) for k, v in label_map.items()}})
+
+
 def truth_flavours_from_labels(
-    labels: np.ndarray, label_field: str, class_names: Sequence[str]
+    labels: np.ndarray,
+    label_field: str,
+    class_names: Sequence[str],
+    label_map: Mapping[int, int] | None = None,
 ) -> np.ndarray:
     """Turn integer truth labels into short flavour names.
 
     ``HadronConeExclTruthLabelID`` holds physics codes (5, 4, 0, 15); any other label field is
     taken to hold indices into ``class_names``, as written by the preprocessing. Hadron codes
-    outside b, c, u, tau become ``"other"`` and take no part in the metrics.
+    outside b, c, u, tau become ``"other"`` and take no part in the metrics. With a
+    ``label_map`` (``{stored value: class index}``, as the model was trained) the labels are
+    mapped first; labels outside it become ``"other"`` and are reported once.
     """
     labels = np.asarray(labels).ravel()
     if labels.dtype.kind not in "iu":
         raise ValueError(f"'{label_field}': has dtype {labels.dtype}, expected integer labels")
+    if label_map:
+        short = np.asarray([flavour_short_name(c) for c in class_names] + [OTHER])
+        mapped = apply_label_map(labels, label_field, label_map)
+        bad = mapped[mapped >= short.size - 1]
+        if bad.size:
+            raise ValueError(
+                f"'{label_field}': label_map targets {sorted(set(bad.tolist()))} are outside "
+                f"0..{short.size - 2} (class names {list(class_names)})"
+            )
+        return short[mapped]  # -1 picks OTHER, the last entry
     if label_field == HADRON_LABEL_FIELD:
         flavours = np.full(labels.shape, OTHER, dtype=object)
         for code, flav in FLAVOUR_OF_HADRON_LABEL.items():
@@ -61,7 +132,7 @@ def truth_flavours_from_labels(
     if labels.size and (labels.min() < 0 or labels.max() >= short.size):
         raise ValueError(
             f"'{label_field}': labels span [{labels.min()}, {labels.max()}], expected indices "
-            f"0..{short.size - 1} into class names {list(class_names)}"
+            f"0..{short.size - 1} into class names {list(class_names)} (or a label_map)"
         )
     return short[labels]
 
@@ -121,6 +192,8 @@ class Predictions:
         class_names: The model's classes recorded in the file, or the flavours of the first
             tagger when the file does not record them.
         pt: Jet pT in GeV, when the file has a ``pt`` field.
+        all_taggers: Every tagger of the file.
+        label_map: The ``{stored label: class index}`` map applied to the truth labels.
     """
 
     path: Path
@@ -130,6 +203,7 @@ class Predictions:
     class_names: list[str]
     pt: np.ndarray | None = None
     all_taggers: list[str] = field(default_factory=list)
+    label_map: dict[int, int] | None = None
 
     @property
     def sample(self) -> str:
@@ -167,12 +241,15 @@ def read_predictions(
     taggers: Sequence[str] | None = None,
     label_field: str | None = None,
     class_names: Sequence[str] | None = None,
+    label_map: Mapping[int, int] | None = None,
 ) -> Predictions:
     """Read truth, probabilities of ``taggers`` (default: all found) and pT from a file.
 
     Only the needed fields are read. ``class_names`` (default: the file's ``flavour_label``
     attribute) are what the integer labels of an index label field point into; when given and
     the file records a different order, that is an error rather than swapped flavours.
+    ``label_map`` (default: the one ``salt test`` recorded for the label field, see
+    :data:`LABEL_MAP_ATTRIBUTE`) maps stored labels to class indices first.
     """
     path = Path(pred_file)
     if not path.is_file():
@@ -197,6 +274,7 @@ def read_predictions(
                     f"(expected {tagger}_pb, {tagger}_pu; taggers found: {list(found)})"
                 )
         stored = stored_class_names(ds)
+        recorded_map = stored_label_map(ds)
         if class_names is not None:
             check_class_attribute(ds, path, class_names)
             classes = list(class_names)
@@ -210,7 +288,9 @@ def read_predictions(
         if PT_FIELD in names:
             read.append(PT_FIELD)
         data = ds.fields(list(dict.fromkeys(read)))[()]
-    truth = truth_flavours_from_labels(data[label], label, classes)
+    if label_map is None and recorded_map is not None and recorded_map[0] == label:
+        label_map = recorded_map[1]
+    truth = truth_flavours_from_labels(data[label], label, classes, label_map)
     missing = [f for f in (SIGNAL, "u") if not (truth == f).any()]
     if missing:
         raise ValueError(
@@ -221,7 +301,9 @@ def read_predictions(
         for t, fields in prob_fields.items()
     }
     pt = pt_in_gev(data[PT_FIELD], path) if PT_FIELD in names else None
-    return Predictions(path, truth, probs, label, classes, pt, list(found))
+    return Predictions(
+        path, truth, probs, label, classes, pt, list(found), dict(label_map) if label_map else None
+    )
 
 
 def present_backgrounds(truth: np.ndarray) -> list[str]:

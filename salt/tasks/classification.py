@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -9,6 +11,8 @@ from torch import Tensor, nn
 from salt.models.configs import DenseConfig
 from salt.models.packing import Packing, packing_enabled
 from salt.tasks.base import TaskBase, event_weights, fill_padding, per_jet, unreduced
+
+log = logging.getLogger(__name__)
 
 
 class ClassificationTask(TaskBase):
@@ -101,6 +105,16 @@ class ClassificationTask(TaskBase):
                 raise ValueError(
                     f"{where}: '{self.label}' has values {values.tolist()[:10]}, none of which "
                     f"is in the label_map of task '{self.name}'"
+                )
+            unmapped = sorted({v for v in values.tolist() if v >= 0} - set(self.label_map))
+            if unmapped:
+                log.warning(
+                    "%s: '%s' values %s are not in the label_map of task '%s'; those rows take "
+                    "no part in its loss",
+                    where,
+                    self.label,
+                    unmapped,
+                    self.name,
                 )
             return
         bad = values[(values < -1) | (values >= len(self.class_names))]
