@@ -552,6 +552,12 @@ CASES = [
         data=False,
         needs_run=True,
     ),
+    # -- sizes and trainer settings that cannot work -----------------------------------------
+    Case("batch-size-zero", lambda env: ["--data.batch_size=0"], ("data.batch_size", "got 0")),
+    Case("batch-size-negative", lambda env: ["--data.batch_size=-3"], ("data.batch_size", "-3")),
+    Case("num-train-zero", lambda env: ["--data.num_train=0"], ("data.num_train", "got 0")),
+    Case("max-epochs-negative", lambda env: ["--trainer.max_epochs=-2"], ("max_epochs", "-2")),
+    Case("gpu-without-gpu", lambda env: ["--trainer.accelerator=gpu"], ("gpu",)),
     # -- files that are not what their key says ---------------------------------------------
     Case(
         "empty-train-file",

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from salt.errors import UserError, suggest
 
@@ -42,6 +43,7 @@ _ALWAYS_USER: tuple[type[BaseException], ...] = (
     IsADirectoryError,
     PermissionError,
     yaml.YAMLError,
+    MisconfigurationException,  # Lightning's word for a trainer setting that cannot work
 )
 # a user error when salt raised it on purpose while validating input, a bug otherwise
 _USER_WHEN_RAISED: tuple[type[BaseException], ...] = (KeyError, ValueError, TypeError)

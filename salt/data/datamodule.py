@@ -16,6 +16,7 @@ from salt.data.h5_source import DatasetRead, H5Source
 from salt.data.mixing import Mixture, check_sample_weights
 from salt.data.parameters import ParameterSampler, ParameterSpec
 from salt.data.paths import is_grouped, resolve_files, resolve_groups
+from salt.errors import UserError
 from salt.s3.config import S3Config
 from salt.utils.h5 import read_class_names
 
@@ -159,6 +160,7 @@ class SaltDataModule(L.LightningDataModule):
         self.weight_field = weight_field
         self.non_finite_to_num = non_finite_to_num
         self._check_groups()
+        self._check_sizes()
         self.parameters = (
             ParameterSampler(PARAMETERS, self.variables.get("PARAMETERS", []))
             if PARAMETERS
@@ -177,6 +179,20 @@ class SaltDataModule(L.LightningDataModule):
                     f"data.num_inputs: '{name}' is not a constituent input type "
                     f"(expected one of {self.constituent_names})"
                 )
+
+    def _check_sizes(self) -> None:
+        """Batch and row counts that cannot work, named before anything is read."""
+        for key in ("batch_size", "chunk_size", "block_size"):
+            value = getattr(self, key)
+            if isinstance(value, int) and value <= 0:
+                raise UserError(f"data.{key}: expected a positive number, got {value}")
+        for split, rows in self.num_rows.items():
+            if rows == 0 or rows < -1:
+                raise UserError(
+                    f"data.num_{split}: expected a positive number of rows or -1 (all), got {rows}"
+                )
+        if self.num_workers < 0:
+            raise UserError(f"data.num_workers: expected 0 or more, got {self.num_workers}")
 
     def _check_groups(self) -> None:
         """Sample weights name the groups of every grouped training/validation file spec."""
