@@ -558,6 +558,16 @@ CASES = [
     Case("num-train-zero", lambda env: ["--data.num_train=0"], ("data.num_train", "got 0")),
     Case("max-epochs-negative", lambda env: ["--trainer.max_epochs=-2"], ("max_epochs", "-2")),
     Case("gpu-without-gpu", lambda env: ["--trainer.accelerator=gpu"], ("gpu",)),
+    Case(
+        "pct-start-above-one",
+        lambda env: ['--model.lrs_config={"pct_start": 1.5}'],
+        ("model.lrs_config.pct_start", "(0, 1]", "1.5"),
+    ),
+    Case(
+        "negative-learning-rate",
+        lambda env: ['--model.lrs_config={"max": -1}'],
+        ("model.lrs_config.max", "positive", "-1"),
+    ),
     # -- files that are not what their key says ---------------------------------------------
     Case(
         "empty-train-file",

@@ -16,7 +16,13 @@ from salt.mup.config import MuPConfig
 from salt.tasks.classification import ClassificationTask
 from salt.training.class_dict import apply_class_dict
 from salt.training.finetune import InitWeights, freeze_modules, load_selected, select_weights
-from salt.training.optim import DEFAULT_LRS, LRSConfig, SchedulerConfig, configure_optimization
+from salt.training.optim import (
+    DEFAULT_LRS,
+    LRSConfig,
+    SchedulerConfig,
+    check_lrs_config,
+    configure_optimization,
+)
 from salt.utils.label_fields import LabelFields, merge_label_fields
 
 
@@ -87,6 +93,7 @@ class SaltModule(L.LightningModule):
             from salt.mup import set_base_shapes
 
             set_base_shapes(self.model, muP_config)
+        check_lrs_config(dict(lrs_config or {}))
         self.lrs_config: LRSConfig = {**DEFAULT_LRS, **(lrs_config or {})}
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler

@@ -9,6 +9,8 @@ from typing import Any, Literal, TypedDict, cast
 import torch
 from torch import nn
 
+from salt.errors import UserError
+
 
 class LRSConfig(TypedDict, total=False):
     """One-cycle schedule: ``initial`` -> ``max`` over ``pct_start`` of training -> ``end``."""
@@ -27,6 +29,21 @@ DEFAULT_LRS: LRSConfig = {
     "pct_start": 0.01,
     "weight_decay": 1e-5,
 }
+
+
+def check_lrs_config(lrs: dict[str, Any], key: str = "model.lrs_config") -> None:
+    """Rates must be positive and ``pct_start`` a fraction in (0, 1]: say so in one line
+    before anything is built (OneCycleLR would clamp or fail much later)."""
+    for name in ("initial", "max", "end"):
+        value = lrs.get(name)
+        if value is not None and not float(value) > 0:
+            raise UserError(f"{key}.{name}: expected a positive learning rate, got {value}")
+    pct = lrs.get("pct_start")
+    if pct is not None and not 0 < float(pct) <= 1:
+        raise UserError(f"{key}.pct_start: expected a fraction in (0, 1], got {pct}")
+    decay = lrs.get("weight_decay")
+    if decay is not None and float(decay) < 0:
+        raise UserError(f"{key}.weight_decay: expected 0 or more, got {decay}")
 
 
 def parameter_groups(module: nn.Module, weight_decay: float | None) -> list[dict]:
