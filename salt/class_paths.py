@@ -20,10 +20,11 @@ import importlib
 import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import yaml
+
+from salt.config_files import load_config_file
 
 ALLOW_ENV = "SALT_ALLOW_MODULES"
 TRUSTED_PACKAGES = (
@@ -126,12 +127,12 @@ def _argument_values(argv: list[str]) -> Iterator[tuple[str, str]]:
 
 
 def check_command_line(argv: list[str]) -> None:
-    """Check the class paths of every ``--config`` file and of the command line itself."""
+    """Check the class paths of every ``--config`` file (read strictly: no duplicate keys) and
+    of the command line itself."""
     for key, value in _argument_values(argv):
         if key in ("config", "c") or key.endswith(".config"):
-            path = Path(value)
             try:
-                content = yaml.safe_load(path.read_text())
+                content = load_config_file(value)  # duplicate keys refused here
             except (OSError, yaml.YAMLError, UnicodeDecodeError):
                 continue  # the parser reports unreadable files
             for sub_key, class_path in class_paths(content):

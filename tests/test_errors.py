@@ -568,6 +568,14 @@ CASES = [
         lambda env: ['--model.lrs_config={"max": -1}'],
         ("model.lrs_config.max", "positive", "-1"),
     ),
+    Case(
+        "duplicate-yaml-key",
+        lambda env: [
+            "--config",
+            str(env.write("twice.yaml", "data:\n  batch_size: 10\n  batch_size: 20\n")),
+        ],
+        ("twice.yaml", "'batch_size' is given twice", "lines 2 and 3"),
+    ),
     # -- files that are not what their key says ---------------------------------------------
     Case(
         "empty-train-file",
