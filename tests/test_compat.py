@@ -183,8 +183,8 @@ def test_translation_of_salt_ml_forms():
         (lambda c: c["data"].update(train_vds_path="x.h5"), "data.train_vds_path"),
         (lambda c: c["model"].setdefault("lrs_config", {}).update(last_epoch=7), "last_epoch"),
         (
-            lambda c: c["model"]["model"]["init_args"].update(featurewise_nets=[{}]),
-            "featurewise_nets",
+            lambda c: c["model"]["model"]["init_args"].update(featurewise_nets=["input"]),
+            r"featurewise_nets\[0\] expected \{layer",
         ),
         (lambda c: c["model"]["model"].update(class_path="salt.models.JetTagger"), "JetTagger"),
         (lambda c: c["data"].update(input_names={"jet": "jets"}), "data.input_names"),

@@ -14,6 +14,7 @@ from jsonargparse import Namespace
 from salt.data.batch import SPECIAL_GROUPS
 from salt.data.datamodule import canonical_variables
 from salt.data.paths import resolve_files
+from salt.models.featurewise import wire_featurewise
 from salt.utils.h5 import read_class_names
 
 
@@ -144,6 +145,8 @@ def derive_config(cfg: Namespace, need_files: bool = True, evaluating: bool = Fa
     net_args.num_parameters = n_params
     if getattr(net_args, "parameter_conditioning", "concat") == "film":
         n_params = 0  # parameters modulate the embeddings instead of entering the init nets
+    if wire_featurewise(net_args, variables):
+        n_params = 0  # feature-wise nets condition the init nets' inputs on the parameters
     n_global = len(variables.get("GLOBAL", []))
 
     if getattr(net_args, "backbone", None) is not None:

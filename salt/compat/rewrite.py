@@ -84,7 +84,7 @@ def _args(node: Any) -> dict[str, Any] | None:
     """The init_args of a class_path block (or the block itself when it has none)."""
     if not isinstance(node, dict):
         return None
-    if "class_path" in node:
+    if "class_path" in node or "init_args" in node:  # init_args alone: a config fragment
         args = node.get("init_args")
         return args if isinstance(args, dict) else None
     return node
@@ -166,12 +166,8 @@ class _Rewriter:
         args = _args(net)
         if args is None:
             return
-        if "featurewise_nets" in args:
-            raise self.refuse(
-                f"{where}.featurewise_nets",
-                "is not supported; condition on PARAMETERS with "
-                "model.model.init_args.parameter_conditioning: film",
-            )
+        for i, config in enumerate(args.get("featurewise_nets") or []):
+            self.featurewise(config, f"{where}.featurewise_nets[{i}]")
         if "gnn" in args:
             args["encoder"] = args.pop("gnn")
             self.note(f"{where}.gnn", "renamed to encoder")
@@ -210,6 +206,15 @@ class _Rewriter:
             )
         args = _args(init_net) or {}
         self.dense(args.get("dense_config"), f"{where}.dense_config")
+
+    def featurewise(self, config: Any, where: str) -> None:
+        """salt-ml's feature-wise nets are salt's; only the ``mup`` spelling differs."""
+        if not isinstance(config, dict):
+            raise self.refuse(where, "expected {layer: ..., dense_config_scale: {...}, ...}")
+        if config.pop("variables", None) is not None:
+            self.note(f"{where}.variables", "removed (salt sets the condition's size)")
+        for key in ("dense_config_scale", "dense_config_bias"):
+            self.dense(config.get(key), f"{where}.{key}")
 
     def encoder(self, encoder: dict[str, Any], where: str) -> None:
         args = _args(encoder) or {}

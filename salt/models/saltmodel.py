@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from salt.models.edges import EdgeFeatures
+from salt.models.featurewise import FeaturewiseConfig, FeaturewiseNets
 from salt.models.initnet import InitNet
 from salt.tasks.base import TaskBase
 
@@ -34,6 +35,9 @@ class SaltModel(nn.Module):
             DeepSets, ...), used instead of init nets + encoder + pooling. It is called as
             ``backbone(inputs, pad_masks, raw_inputs)`` and returns ``(pooled (B, D),
             {constituent type: (B, L, D_c)})``.
+        featurewise_nets: feature-wise scale and shift from PARAMETERS (or the jet variables)
+            at the init-net inputs, before every encoder layer or on the encoded constituents
+            (see :mod:`salt.models.featurewise`).
     """
 
     def __init__(
@@ -47,6 +51,7 @@ class SaltModel(nn.Module):
         parameter_conditioning: str = "concat",
         num_parameters: int = 0,
         edge_features: EdgeFeatures | None = None,
+        featurewise_nets: list[FeaturewiseConfig] | None = None,
     ):
         super().__init__()
         if parameter_conditioning not in ("concat", "film", "both"):
@@ -84,6 +89,11 @@ class SaltModel(nn.Module):
             self.film = nn.Linear(num_parameters, 2 * embed)
             nn.init.zeros_(self.film.weight)  # start as the identity transform
             nn.init.zeros_(self.film.bias)
+        self.featurewise = (
+            FeaturewiseNets(featurewise_nets, init_nets, encoder, num_parameters)
+            if featurewise_nets
+            else None
+        )
 
     @property
     def embedders(self) -> list[InitNet]:
@@ -119,11 +129,17 @@ class SaltModel(nn.Module):
             extra = []
             if net.attach_global and jet is not None and name != self.global_object:
                 extra.append(jet)
-            if params is not None and self.parameter_conditioning in ("concat", "both"):
+            if (
+                params is not None
+                and self.parameter_conditioning in ("concat", "both")
+                and not (self.featurewise and self.featurewise.replaces_parameter_inputs)
+            ):
                 extra.append(params)
             if extra:
                 context = torch.cat(extra, dim=-1).unsqueeze(1).expand(-1, x.shape[1], -1)
                 x = torch.cat([x, context], dim=-1)
+            if self.featurewise is not None:
+                x = self.featurewise.on_input(name, x, inputs)
             embedded = net(x)
             if self.film is not None and params is not None:
                 scale, shift = self.film(params).unsqueeze(1).chunk(2, dim=-1)
@@ -191,7 +207,12 @@ class SaltModel(nn.Module):
         else:
             assert self.pool_net is not None
             embeddings, masks = self._embed(inputs, pad_masks)
-            x, mask = self._encode(embeddings, masks, pad_masks, raw_inputs)
+            if self.featurewise is None:
+                x, mask = self._encode(embeddings, masks, pad_masks, raw_inputs)
+            else:
+                with self.featurewise.on_encoder_layers(self.encoder, inputs):
+                    x, mask = self._encode(embeddings, masks, pad_masks, raw_inputs)
+                x = self.featurewise.on_encoded(x, mask, inputs)
             pooled = self.pool_net(x, pad_mask=mask)
             start = 0
             for net, emb, m in zip(self.embedders, embeddings, masks):
