@@ -6,6 +6,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 from numpy.lib.recfunctions import repack_fields
 
 from tests.helpers import demo_fit_args as fit_args
@@ -98,3 +99,24 @@ def test_predict_errors_are_one_line(tmp_path: Path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("salt: error:") and "nope" in err
+
+
+@pytest.mark.slow
+def test_predict_reads_the_whole_file_whatever_the_runs_num_test(demo_dir: Path, tmp_path: Path):
+    """The run caps its test file at 200 jets; a file given to salt predict is predicted whole
+    unless --data.num_test is given on the command line."""
+    from salt.cli.main import main
+
+    args = fit_args(demo_dir, tmp_path, "cap", "--trainer.logger=false", "--data.num_test=200")
+    assert main(args) == 0
+    run = tmp_path / "cap_run"
+    unlabelled = tmp_path / "whole.h5"
+    strip_labels(demo_dir / "test.h5", unlabelled, 700)
+    common = ["predict", "--config", str(run / "config.yaml"), f"--data.test_file={unlabelled}"]
+    assert main(common) == 0
+    (predicted,) = (run / "ckpts").glob("*__predict_whole.h5")
+    with h5py.File(predicted, "r") as h5:
+        assert len(h5["jets"]) == 700
+    assert main([*common, "--data.num_test=300", "--overwrite"]) == 0
+    with h5py.File(predicted, "r") as h5:
+        assert len(h5["jets"]) == 300

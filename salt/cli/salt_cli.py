@@ -182,6 +182,7 @@ class SaltCLI(LightningCLI):
         printing = [a for a in argv if a.startswith("--print_config")]
         argv = [a for a in argv if not a.startswith("--print_config")]
         check_command_line(argv)  # class paths: allowed packages, declared kinds, nothing called
+        self.argv = argv
         try:
             super().parse_arguments(parser, argv)
         except ArgumentError as err:
@@ -321,6 +322,9 @@ class SaltCLI(LightningCLI):
     def before_predict(self) -> None:
         """``salt predict``: the predictions file of ``salt test`` for a file without labels
         (``<ckpt>__predict_<sample>.h5``, jet fields of ``evaluation.jet_fields`` it has)."""
+        if not any(a.startswith("--data.num_test") for a in self.argv):
+            # a file to predict is predicted whole: the run's num_test cap is for its test file
+            self.datamodule.num_rows["test"] = -1
         self._add_prediction_writer("predict")
         self.config_init["predict"]["return_predictions"] = False  # streamed to the file
 
