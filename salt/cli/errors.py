@@ -19,9 +19,9 @@ import traceback
 from argparse import ArgumentError
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import yaml
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from salt.errors import UserError, suggest
 
@@ -43,16 +43,35 @@ _ALWAYS_USER: tuple[type[BaseException], ...] = (
     IsADirectoryError,
     PermissionError,
     yaml.YAMLError,
-    MisconfigurationException,  # Lightning's word for a trainer setting that cannot work
 )
 # a user error when salt raised it on purpose while validating input, a bug otherwise
 _USER_WHEN_RAISED: tuple[type[BaseException], ...] = (KeyError, ValueError, TypeError)
+# Lightning's word for a trainer setting that cannot work: looked up only once Lightning is
+# loaded (it cannot have raised one before), so a one-line error costs no Lightning import
+_LIGHTNING_ERRORS = ("lightning.fabric.utilities.exceptions", "MisconfigurationException")
 
-# every type that may be a user error (use is_user_error to decide for one exception)
-USER_ERRORS: tuple[type[BaseException], ...] = (*_ALWAYS_USER, *_USER_WHEN_RAISED)
 
-# what run_cli reports in one line: user errors, and OSError from h5py and the file system
-_REPORTED: tuple[type[BaseException], ...] = (*USER_ERRORS, OSError)
+def _lightning_errors() -> tuple[type[BaseException], ...]:
+    module = sys.modules.get(_LIGHTNING_ERRORS[0])
+    return (getattr(module, _LIGHTNING_ERRORS[1]),) if module is not None else ()
+
+
+def _always_user() -> tuple[type[BaseException], ...]:
+    return (*_ALWAYS_USER, *_lightning_errors())
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    return (*_always_user(), *_USER_WHEN_RAISED)
+
+
+def __getattr__(name: str) -> Any:
+    """``USER_ERRORS``: every type that may be a user error (use :func:`is_user_error` to decide
+    for one exception); Lightning's included, which imports it."""
+    if name == "USER_ERRORS":
+        importlib.import_module(_LIGHTNING_ERRORS[0])
+        return _user_errors()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _SPECIFIC = (
     "has no attribute",
@@ -112,7 +131,7 @@ _WORKER_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
 
 def is_user_error(err: BaseException) -> bool:
     """Whether ``err`` is the user's to fix (one line) rather than a bug (traceback)."""
-    if isinstance(err, _ALWAYS_USER):
+    if isinstance(err, _always_user()):
         return True
     if not isinstance(err, _USER_WHEN_RAISED):
         return isinstance(err, OSError)  # h5py and the file system: the file is at fault
@@ -329,7 +348,7 @@ def describe(err: BaseException, argv: list[str]) -> str:
 
 def user_message(err: BaseException, argv: Iterable[str] = ()) -> str:
     """The one line shown after ``salt: error:`` for a user error (or an OSError)."""
-    if isinstance(err, USER_ERRORS):
+    if isinstance(err, _user_errors()):
         return describe(err, list(argv))
     message = one_line(err)
     name = getattr(err, "filename", None)  # h5py and the file system: name the file
@@ -345,7 +364,10 @@ def run_cli(fn: Callable[[], object], argv: list[str], prog: str = "salt") -> in
         return 0
     try:
         fn()
-    except _REPORTED as err:
+    except Exception as err:
+        # what is reported in one line: user errors, and OSError from h5py and the file system
+        if not isinstance(err, (*_user_errors(), OSError)):
+            raise
         if not is_user_error(err):
             traceback.print_exc()
             print(f"{prog}: {BUG_HINT}", file=sys.stderr)
@@ -357,7 +379,7 @@ def run_cli(fn: Callable[[], object], argv: list[str], prog: str = "salt") -> in
 
 __all__ = [
     "BUG_EXIT",
-    "USER_ERRORS",
+    "USER_ERRORS",  # noqa: F822  (module __getattr__: imports Lightning when asked for)
     "USER_ERROR_EXIT",
     "config_files",
     "describe",

@@ -96,6 +96,7 @@ class CometLogger(LightningCometLogger):
         )
         self._online = online
         self._constructing = False
+        self.offline_archive: Path | None = None
 
     def _create_experiment(self) -> None:
         if self._constructing:  # deferred: the run directory does not exist yet
@@ -107,6 +108,8 @@ class CometLogger(LightningCometLogger):
         super()._create_experiment()
         if not self._online:
             log.info("Comet logs offline into %s (no API key found)", directory)
+        elif self._experiment is not None:  # Comet's own console lines are off (see console)
+            log.info("Comet experiment: %s", getattr(self._experiment, "url", "") or "started")
 
     def finalize(self, status: str) -> None:
         if self._experiment is None:
@@ -114,8 +117,20 @@ class CometLogger(LightningCometLogger):
         if self._online:
             super().finalize(status)
             return
-        self._experiment.end()  # writes the offline archive now rather than at exit
+        experiment = self._experiment
+        experiment.end()  # writes the offline archive now rather than at exit
         self._experiment = None
+        self.offline_archive = offline_archive(experiment)  # shown by the run summary
+
+
+def offline_archive(experiment: Any) -> Path | None:
+    """The newest archive an ended offline experiment wrote (``<key>[-suffix].zip``)."""
+    directory = getattr(experiment, "offline_directory", None)
+    key = getattr(experiment, "id", None)
+    if not directory or not key:
+        return None
+    found = sorted(Path(directory).glob(f"{key}*.zip"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
 
 
 LoggerSpec = Any  # what jsonargparse parsed for trainer.logger: None, bool, Namespace or list

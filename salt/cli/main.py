@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import warnings
 from collections.abc import Callable
 from importlib import import_module
 from typing import NamedTuple
@@ -60,15 +59,34 @@ COMMANDS: dict[str, Command] = {
 ALIASES = {"download-s3": "download_S3"}
 
 
+# options every subcommand takes, shown by ``salt --help``
+COMMON_OPTIONS = {
+    "-h, --help": "the options of a subcommand (salt fit --help)",
+    "--debug": "full tracebacks instead of one-line errors (or SALT_DEBUG=1)",
+}
+ENVIRONMENT = {
+    "SALT_DEBUG=1": "as --debug",
+    "SALT_VERBOSE=1": "keep the third-party console lines salt filters out",
+}
+
+
 def usage() -> str:
-    """``salt --help``: every subcommand with its one-line help."""
+    """``salt --help``: every subcommand with its one-line help, and the common options."""
     rows = [*LIGHTNING_SUBCOMMANDS.items(), *((n, c.help) for n, c in COMMANDS.items())]
-    width = max(len(name) for name, _ in rows)
+    width = max(len(name) for name in [*(n for n, _ in rows), *COMMON_OPTIONS, *ENVIRONMENT])
     lines = [
         "usage: salt <subcommand> [options]   (salt <subcommand> --help for its options)",
         "",
         "subcommands:",
         *(f"  {name:<{width}}  {text}" for name, text in rows),
+        "",
+        "options:",
+        *(f"  {name:<{width}}  {text}" for name, text in COMMON_OPTIONS.items()),
+        "",
+        "environment:",
+        *(f"  {name:<{width}}  {text}" for name, text in ENVIRONMENT.items()),
+        "",
+        "Shell completion: see 'Command line' in the docs (argcomplete).",
     ]
     return "\n".join(lines)
 
@@ -92,20 +110,26 @@ def main(argv: list[str] | None = None) -> int:
     if name in COMMANDS:
         return COMMANDS[name].load()(args[1:])
     from salt.cli.errors import run_cli
-    from salt.cli.salt_cli import SaltCLI
+
+    return run_cli(lambda: run_lightning([a for a in args if a != "--debug"]), args)
+
+
+def run_lightning(cli_args: list[str]) -> None:
+    """``salt fit|validate|test|predict``: the cheap checks first, then torch and Lightning."""
+    from salt.cli.console import quiet_third_party
+    from salt.cli.precheck import precheck
+    from salt.compat.config_args import translate_config_args
     from salt.s3.cli import localize_config_args
 
-    # salt strips its own flags before handing the rest to LightningCLI, which would otherwise
-    # warn that the arguments differ from sys.argv
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-    cli_args = [a for a in args if a != "--debug"]
-    # --config s3://bucket/run/config.yaml is fetched first (inside run_cli: errors are one line)
-    from salt.compat.config_args import translate_config_args
+    quiet_third_party()  # before Lightning is imported: its import-time lines are filtered too
+    # --config s3://bucket/run/config.yaml is fetched first, then salt-ml configs are translated
+    # to salt's syntax (a new file; salt's own pass unchanged)
+    argv = translate_config_args(localize_config_args(cli_args))
+    precheck(argv)  # typos and missing files in a second, before the slow imports
+    from salt.cli.salt_cli import SaltCLI
 
-    # salt-ml configs are translated to salt's syntax (a new file; salt's own pass unchanged)
-    return run_cli(
-        lambda: SaltCLI(args=translate_config_args(localize_config_args(cli_args))), args
-    )
+    quiet_third_party()  # again, for the console handler Lightning attached on import
+    SaltCLI(args=argv)
 
 
 if __name__ == "__main__":

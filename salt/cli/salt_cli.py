@@ -149,6 +149,17 @@ class SaltCLI(LightningCLI):
         return str(self.config.get("subcommand") or self.build_for)
 
     # -- arguments --------------------------------------------------------------------------
+    def _prepare_subcommand_parser(
+        self, klass: type, subcommand: str, **kwargs: Any
+    ) -> LightningArgumentParser:
+        """The subcommand's parser, its help limited to the options that apply to it."""
+        from salt.cli.help import focus_help
+        from salt.cli.main import LIGHTNING_SUBCOMMANDS
+
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        focus_help(parser, subcommand, LIGHTNING_SUBCOMMANDS.get(subcommand))
+        return parser
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("-n", "--name", default="salt", help="run and tagger name")
         parser.add_argument("--force", action="store_true", help="reuse an existing run dir")
@@ -281,6 +292,15 @@ class SaltCLI(LightningCLI):
             )
         cfg.trainer.callbacks = callbacks
 
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
+        """Lightning's trainer with salt's console: progress bar, model summary, run summary."""
+        from salt.callbacks.progress import console_callbacks
+
+        fitting = self.subcommand_name == "fit" and not self.building
+        return super()._instantiate_trainer(
+            config, [*callbacks, *console_callbacks(config, fitting)]
+        )
+
     def instantiate_classes(self) -> None:
         if not self.instantiate:
             return
@@ -312,8 +332,11 @@ class SaltCLI(LightningCLI):
                 task.check_label_values(values, f"data.train_file ({task.input_name})")
 
     def after_fit(self) -> None:
+        from salt.callbacks.run_summary import log_fit_summary
+
         if self.trainer.is_global_zero and self.s3 is not None:
             self.s3.mirror(self.run_dir)
+        log_fit_summary(self.trainer)  # last: run directory, best checkpoint, speed
 
     # -- test -------------------------------------------------------------------------------
     def before_test(self) -> None:
@@ -402,8 +425,7 @@ class SaltCLI(LightningCLI):
             working_points=tuple(cfg.evaluation.working_points),
             test_file=resolve_files(cfg.data.test_file, "test_file")[0],
             overwrite=bool(cfg.overwrite or cfg.force),
-        )
-        log.info("evaluation written to %s", out_dir)
+        )  # logs the working-point table and the files it wrote
 
 
 @dataclass

@@ -322,6 +322,6 @@ def evaluate_predictions(
     log.info(
         "evaluation written to %s:\n%s",
         out_path,
-        "\n".join(f"  {p.name}" for p in outputs.values()),
+        "\n".join(f"  {p.name}" for p in outputs.values() if p.exists()),
     )
     return metrics
