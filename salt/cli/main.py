@@ -101,6 +101,10 @@ def _configure_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from salt.cli.completion import completing
+
+    if completing():  # the shell asks for completions (argcomplete)
+        return complete()
     args = list(sys.argv[1:] if argv is None else argv)
     _configure_logging()
     if not args or args[0] in ("-h", "--help"):
@@ -112,6 +116,31 @@ def main(argv: list[str] | None = None) -> int:
     from salt.cli.errors import run_cli
 
     return run_cli(lambda: run_lightning([a for a in args if a != "--debug"]), args)
+
+
+def complete() -> int:
+    """Completions for the line the shell is editing: subcommand names from the table above,
+    the options of Lightning's subcommands from their parser (see :mod:`salt.cli.completion`)."""
+    from importlib.util import find_spec
+
+    from salt.cli.completion import complete_subcommand, typed_words, wants_subcommand
+
+    words = typed_words()
+    table = {**LIGHTNING_SUBCOMMANDS, **{name: c.help for name, c in COMMANDS.items()}}
+    if wants_subcommand(words):
+        return complete_subcommand(table)
+    subcommand = next((w for w in words[1:] if not w.startswith("-")), "")
+    if subcommand not in LIGHTNING_SUBCOMMANDS or find_spec("argcomplete") is None:
+        return 1
+    from salt.cli.completion import patch_for_jsonargparse
+    from salt.cli.console import quiet_third_party
+
+    quiet_third_party()
+    patch_for_jsonargparse()
+    from salt.cli.salt_cli import SaltCLI
+
+    SaltCLI(args=[subcommand])  # jsonargparse hands its parser to argcomplete, which exits
+    return 1
 
 
 def run_lightning(cli_args: list[str]) -> None:

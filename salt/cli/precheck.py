@@ -74,13 +74,14 @@ def _config_files(argv: Sequence[str]) -> Iterator[str]:
             yield arg.split("=", 1)[1]
 
 
-def _unknown(section: str, key: str, where: str) -> str | None:
+def _unknown(section: str, key: str, where: str, dashes: str = "") -> str | None:
+    """``<where>: data.batch_sise is not an option (did you mean 'data.batch_size'?)``."""
     known = section_keys(section)
     if known is None or key in known:
         return None
     hint = suggest(key, sorted(known))
-    guess = f" (did you mean '{hint}'?)" if hint else ""
-    return f"{where}: {section} has no option '{key}'{guess}"
+    guess = f" (did you mean '{dashes}{section}.{hint}'?)" if hint else ""
+    return f"{where}{dashes}{section}.{key} is not an option of {section}{guess}"
 
 
 def check_config_file(path: str) -> None:
@@ -108,7 +109,7 @@ def check_config_file(path: str) -> None:
         if not isinstance(body, dict) or "class_path" in body or "init_args" in body:
             continue
         for key in body:
-            problem = _unknown(section, str(key), f"config file '{path}'")
+            problem = _unknown(section, str(key), f"config file '{path}': ")
             if problem:
                 raise ConfigError(problem)
 
@@ -120,7 +121,7 @@ def check_flag(arg: str) -> None:
     section, _, rest = arg[2:].partition("=")[0].partition(".")
     key = rest.split(".", 1)[0].rstrip("+")
     if section in SECTIONS and key and key != "help":
-        problem = _unknown(section, key, f"--{section}.{key}")
+        problem = _unknown(section, key, "", dashes="--")
         if problem:
             raise ConfigError(problem)
 
