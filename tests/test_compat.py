@@ -115,7 +115,7 @@ def test_transformer_defaults_follow_salt_ml():
     "kwargs,option",
     [
         ({"do_final_norm": False}, "do_final_norm"),
-        ({"edge_embed_dim": 8}, "edge_embed_dim"),
+        ({"update_edges": True}, "update_edges"),
         ({"attn_type": "flash"}, "attn_type"),
         ({"ls_init": 1e-3}, "ls_init"),
         ({"attn_kwargs": {"do_qk_norm": True}}, "do_qk_norm"),

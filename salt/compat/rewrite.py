@@ -64,8 +64,8 @@ _REFUSED_DATA = {
     "val_vds_path": "give the files to data.val_file (globs and lists are accepted)",
     "test_vds_path": "give the files to data.test_file (globs and lists are accepted)",
     "test_suff": "pass --test_suffix to salt test",
-    "edge_constructors": "add pair features with model.model.edge_features",
 }
+_EDGE_ENCODERS = ("salt.models.Transformer", "salt.models.TransformerV2")
 
 
 @dataclass
@@ -237,11 +237,11 @@ class _Rewriter:
                     "embed_dim for the residual)",
                 )
         for key in ("edge_embed_dim", "update_edges"):
-            if args.get(key):
+            if args.get(key) and _class(encoder) not in _EDGE_ENCODERS:
                 raise self.refuse(
                     f"{where}.{key}",
-                    "(salt-ml's edge attention) is not supported; add pair features with "
-                    "model.model.init_args.edge_features (salt.models.EdgeFeatures)",
+                    f"is read only by {' and '.join(_EDGE_ENCODERS)}; use salt.models."
+                    "EdgeTransformerEncoder with model.model.init_args.edge_features",
                 )
 
     def task(self, task: Any, where: str, width: int | None = None) -> None:
@@ -291,6 +291,78 @@ class _Rewriter:
                 )
             loss["class_path"] = target
             self.note(f"{where}.loss", f"class weights as a list: {target}")
+
+    # -- edges ----------------------------------------------------------------------------
+    def edges(self, root: dict[str, Any]) -> None:
+        """salt-ml's pair features (``data.edge_constructors`` computes them, the model's
+        ``edge_init_nets`` embeds them for an encoder with ``edge_embed_dim``) as one
+        ``model.model.edge_features`` block (salt.models.EdgeFeatures)."""
+        data = root.get("data") if isinstance(root.get("data"), dict) else {}
+        net = (
+            (root.get("model") or {}).get("model") if isinstance(root.get("model"), dict) else None
+        )
+        args = _args(net) or {}
+        constructors = data.pop("edge_constructors", None) if data else None
+        init_nets = args.pop("edge_init_nets", None)
+        if isinstance(init_nets, dict):
+            init_nets = self.unwrap(init_nets, "model.model.edge_init_nets")
+        encoder = _args(args.get("encoder")) or {}
+        edge_dim = int(encoder.get("edge_embed_dim") or 0)
+        if not constructors and not init_nets:
+            if edge_dim:
+                raise self.refuse(
+                    "model.model.encoder.edge_embed_dim",
+                    "needs pair features: give data.edge_constructors and "
+                    "model.model.edge_init_nets (or model.model.edge_features)",
+                )
+            return
+        where = "data.edge_constructors"
+        constructor = constructors[0] if isinstance(constructors, list) else None
+        if (
+            len(constructors or []) != 1
+            or not isinstance(constructor, dict)
+            or not isinstance(constructor.get("input_name"), str)
+            or not isinstance(constructor.get("edge_features"), list)
+        ):
+            raise self.refuse(where, "expected one {input_name, edge_features: [...]} entry")
+        if not init_nets:
+            self.note(where, "removed (without edge_init_nets salt-ml's model does not use it)")
+            return
+        if not edge_dim:
+            raise self.refuse(
+                "model.model.edge_init_nets",
+                "needs an encoder with edge_embed_dim (salt.models.Transformer)",
+            )
+        if len(init_nets) != 1 or not isinstance(init_nets[0], dict):
+            raise self.refuse("model.model.edge_init_nets", "expected one init net")
+        embed = _args(init_nets[0]) or {}
+        dense = embed.get("dense_config") or {}
+        name = constructor.get("input_name")
+        if embed.get("input_name", name) not in (name, f"_edge_features_{name}"):
+            raise self.refuse(
+                "model.model.edge_init_nets[0].input_name",
+                f"{embed.get('input_name')!r}: expected the constructor's input {name!r}",
+            )
+        if dense.get("output_size", edge_dim) != edge_dim:
+            raise self.refuse(
+                "model.model.edge_init_nets[0].dense_config.output_size",
+                f"is {dense['output_size']} but the encoder's edge_embed_dim is {edge_dim}",
+            )
+        edge_args: dict[str, Any] = {
+            "features": list(constructor.get("edge_features") or []),
+            "input_name": name,
+            "num_heads": edge_dim,
+            "hidden_layers": [int(h) for h in dense.get("hidden_layers") or []],
+        }
+        if dense.get("activation"):
+            edge_args["activation"] = dense["activation"]
+        if "edge_features" in args:
+            raise self.refuse("model.model.edge_features", "and data.edge_constructors both given")
+        args["edge_features"] = {"class_path": "salt.models.EdgeFeatures", "init_args": edge_args}
+        self.note(
+            "data.edge_constructors, model.model.edge_init_nets",
+            f"-> model.model.edge_features (salt.models.EdgeFeatures, width {edge_dim})",
+        )
 
     # -- data and trainer ------------------------------------------------------------------
     def data(self, data: dict[str, Any]) -> None:
@@ -400,6 +472,7 @@ def translate_config(config: Any, source: str = "config") -> Translation:
     rewriter = _Rewriter(source)
     if isinstance(out.get("model"), dict):
         rewriter.module(out["model"])
+    rewriter.edges(out)
     if isinstance(out.get("data"), dict):
         rewriter.data(out["data"])
     if isinstance(out.get("trainer"), dict):

@@ -3,6 +3,7 @@
 from salt.models.attention import MultiheadAttention, ScaledDotProductAttention
 from salt.models.cross_attention import CrossAttentionPooling, TransformerCrossAttentionEncoder
 from salt.models.dense import Dense
+from salt.models.edge_updates import EdgeTransformerEncoder
 from salt.models.edges import EdgeFeatures
 from salt.models.gatv2 import GATv2Attention
 from salt.models.initnet import InitNet
@@ -19,6 +20,7 @@ __all__ = [
     "CrossAttentionPooling",
     "Dense",
     "EdgeFeatures",
+    "EdgeTransformerEncoder",
     "GATv2Attention",
     "GaussianRegressionTask",
     "GlobalAttentionPooling",

@@ -137,6 +137,7 @@ class EdgeFeatures(nn.Module):
         hidden_layers: list[int] | None = None,
         input_name: str = "tracks",
         variables: list[str] | None = None,
+        activation: str = "SiLU",
     ) -> None:
         """Check the variables and build the embedding network.
 
@@ -147,6 +148,10 @@ class EdgeFeatures(nn.Module):
             input_name: The constituent type the pairs are formed from.
             variables: The ordered input variables of ``input_name``; salt fills it from
                 ``data.variables``.
+            activation: Activation of the per-pair network.
+
+        ``num_heads`` is the output width: one bias per attention head, or the width of the
+        pair embeddings of :class:`~salt.models.edge_updates.EdgeTransformerEncoder`.
         """
         super().__init__()
         features = list(features)
@@ -180,7 +185,7 @@ class EdgeFeatures(nn.Module):
             len(features),
             num_heads,
             hidden_layers=[32] if hidden_layers is None else hidden_layers,
-            activation="SiLU",
+            activation=activation,
             norm_layer="LayerNorm",
         )
         self.output_size: int = num_heads

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from salt.models.attention import ScaledDotProductAttention
+from salt.models.edge_updates import EdgeTransformerEncoder
 from salt.models.transformer import TransformerEncoder
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,10 @@ class Transformer(nn.Module):
         do_final_norm: normalise the output (our encoder always does; ``false`` is refused).
         num_registers: number of register tokens (0 for none).
         drop_registers: remove the registers from the output (pooling does not see them).
-        edge_embed_dim, update_edges: salt-ml's edge attention (refused: use
-            ``model.model.edge_features``).
+        edge_embed_dim: width of the pair embeddings; above 0 every layer reads them (and with
+            ``update_edges`` updates them), see :mod:`salt.models.edge_updates`; they come from
+            ``model.model.edge_features`` with ``num_heads: edge_embed_dim``.
+        update_edges: add each layer's attention scores to the pair embeddings.
         mup: build in the maximal update parametrisation (our ``muP``).
         dense_kwargs: feed-forward settings: ``hidden_dim`` (default ``2 * embed_dim``),
             ``activation`` (default SiLU), ``dropout``, ``gated`` (a gated linear unit).
@@ -134,11 +137,11 @@ class Transformer(nn.Module):
             raise ValueError(f"encoder norm={norm!r}: expected one of {', '.join(NORMS)}")
         if not do_final_norm:
             raise _unsupported("do_final_norm", False, "remove it (the output is normalised)")
-        if edge_embed_dim or update_edges:
-            raise _unsupported(
-                "edge_embed_dim",
-                edge_embed_dim,
-                "add pair features with model.model.edge_features (salt.models.EdgeFeatures)",
+        if mup and edge_embed_dim > 0:
+            raise _unsupported("mup", True, "remove it, or edge_embed_dim (not combined in salt)")
+        if update_edges and edge_embed_dim <= 0:
+            raise ValueError(
+                "encoder update_edges=True needs edge_embed_dim > 0 (the pair embedding width)"
             )
         if ls_init is not None:
             raise _unsupported("ls_init", ls_init, "remove it (no LayerScale)")
@@ -157,22 +160,39 @@ class Transformer(nn.Module):
         accepted = inspect.signature(TransformerEncoder).parameters
         # registers and affine-free norms are the encoder's own where it has them (then the
         # registers reach pooling, as in salt-ml); otherwise this class adds the registers
-        self.native_registers = "num_registers" in accepted
+        self.native_registers = "num_registers" in accepted or edge_embed_dim > 0
         optional: dict[str, Any] = {}
         if self.native_registers:
             optional["num_registers"] = num_registers
         if "norm_affine" in accepted:
             optional["norm_affine"] = norm != "LayerNorm"  # salt-ml's LayerNorm has no affine
-        self.encoder = TransformerEncoder(
-            embed_dim=embed_dim,
-            num_layers=num_layers,
-            mha_config=_mha_config(attn_kwargs or {}, attn_type),  # type: ignore[arg-type]
-            dense_config=_dense_config(dense_kwargs or {}, embed_dim),  # type: ignore[arg-type]
-            out_dim=out_dim,
-            norm_layer=norm,
-            muP=mup,
-            **optional,
-        )
+        self.encoder: nn.Module
+        if edge_embed_dim > 0:
+            mha = _mha_config(attn_kwargs or {}, attn_type)
+            self.encoder = EdgeTransformerEncoder(
+                embed_dim,
+                num_layers,
+                edge_embed_dim,
+                num_heads=int(mha["num_heads"]),
+                dense_config=_dense_config(dense_kwargs or {}, embed_dim),  # type: ignore[arg-type]
+                out_dim=out_dim,
+                norm_layer=norm,
+                norm_affine=norm != "LayerNorm",
+                dropout=float(mha["attention"].dropout),
+                update_edges=update_edges,
+                num_registers=num_registers,
+            )
+        else:
+            self.encoder = TransformerEncoder(
+                embed_dim=embed_dim,
+                num_layers=num_layers,
+                mha_config=_mha_config(attn_kwargs or {}, attn_type),  # type: ignore[arg-type]
+                dense_config=_dense_config(dense_kwargs or {}, embed_dim),  # type: ignore[arg-type]
+                out_dim=out_dim,
+                norm_layer=norm,
+                muP=mup,
+                **optional,
+            )
         self.registers: nn.Parameter | None = None
         if num_registers and not self.native_registers:
             # small values: registers start close to "empty" and learn what to hold
