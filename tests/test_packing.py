@@ -162,3 +162,20 @@ def test_packed_constituent_classification_equals_padded(
     torch.testing.assert_close(loss_p, loss_d)
     for name in grad_d:
         torch.testing.assert_close(grad_p[name], grad_d[name], atol=1e-6, rtol=1e-5)
+
+
+def test_shipped_gn2_is_salt_mls_network(demo_dir) -> None:
+    """configs/GN2.yaml builds salt-ml's GN2: the same parameter count, 2,339,150."""
+    from pathlib import Path
+
+    from salt.cli.salt_cli import build
+
+    root = Path(__file__).resolve().parents[1]
+    data = [
+        f"--data.train_file={demo_dir / 'train.h5'}",
+        f"--data.val_file={demo_dir / 'val.h5'}",
+        f"--data.norm_dict={demo_dir / 'norm_dict.yaml'}",
+        f"--data.class_dict={demo_dir / 'class_dict.yaml'}",
+    ]
+    built = build([root / "configs" / "GN2.yaml"], "fit", data)
+    assert sum(p.numel() for p in built.module.parameters()) == 2_339_150
