@@ -226,6 +226,11 @@ def label_seven(data: dict[str, np.ndarray], attrs: dict) -> None:
     data["jets"]["flavour_label"][5] = 7
 
 
+def float_labels(data: dict[str, np.ndarray], attrs: dict) -> None:
+    jets = data["jets"]
+    data["jets"] = replace_field(jets, "flavour_label", "f4", jets["flavour_label"] + 0.5)
+
+
 def string_d0(data: dict[str, np.ndarray], attrs: dict) -> None:
     data["tracks"] = replace_field(data["tracks"], "d0", "S8", b"x")
 
@@ -575,6 +580,18 @@ CASES = [
             str(env.write("twice.yaml", "data:\n  batch_size: 10\n  batch_size: 20\n")),
         ],
         ("twice.yaml", "'batch_size' is given twice", "lines 2 and 3"),
+    ),
+    Case(
+        "float-labels",
+        lambda env: env.files(train_file=env.train_copy(float_labels)),
+        ("data.train_file", "flavour_label", "float32", "expected an integer field"),
+    ),
+    Case(
+        "validation-label-out-of-range",
+        lambda env: env.files(
+            val_file=small_copy(env.demo / "val.h5", env.tmp / "val.h5", 200, label_seven)
+        ),
+        ("data.val_file", "flavour_label", "7"),
     ),
     # -- files that are not what their key says ---------------------------------------------
     Case(

@@ -326,10 +326,12 @@ class SaltCLI(LightningCLI):
         self.datamodule.setup("fit")
         if cfg.data.test_file is not None:
             self.datamodule.build_dataset("test")
+        splits = [s for s in ("train", "val") if self.datamodule.files.get(s) is not None]
         for task in self.model.model.tasks:
             if isinstance(task, ClassificationTask):
-                values = self.datamodule.label_values(task.input_name, task.label)
-                task.check_label_values(values, f"data.train_file ({task.input_name})")
+                for split in splits:  # a bad validation label fails the first validation
+                    values = self.datamodule.label_values(task.input_name, task.label, split=split)
+                    task.check_label_values(values, f"data.{split}_file ({task.input_name})")
 
     def after_fit(self) -> None:
         from salt.callbacks.run_summary import log_fit_summary

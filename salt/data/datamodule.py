@@ -238,21 +238,35 @@ class SaltDataModule(L.LightningDataModule):
         path = self.first_file("train" if self.files["train"] else "test")
         return read_class_names(path, self.dataset_name(input_name), label)
 
-    def label_values(self, input_name: str, label: str, max_rows: int = 200_000) -> np.ndarray:
-        """The distinct values of a label in the first ``max_rows`` training rows.
+    def label_values(
+        self, input_name: str, label: str, max_rows: int = 200_000, split: str = "train"
+    ) -> np.ndarray:
+        """The distinct values of a label in the first ``max_rows`` rows of a split.
 
         With groups the rows are shared out over all files, so that every process is looked at.
+
+        Raises:
+            UserError: the label is stored as floating point (labels are integers; a float
+                label would be truncated silently).
         """
-        spec = self.files["train"]
-        files = resolve_files(spec, "train_file")  # type: ignore[arg-type]
+        spec = self.files[split]
+        files = resolve_files(spec, f"{split}_file")  # type: ignore[arg-type]
         dataset = self.dataset_name(input_name)
         seen: list[np.ndarray] = []
-        remaining = max_rows if self.num_rows["train"] < 0 else self.num_rows["train"]
+        remaining = max_rows if self.num_rows[split] < 0 else self.num_rows[split]
         per_file = -(-remaining // len(files)) if is_grouped(spec) else remaining
         for path in files:
             if remaining <= 0:
                 break
             with h5py.File(path, "r") as h5:
+                stored = (
+                    h5[dataset].dtype[label] if label in (h5[dataset].dtype.names or ()) else None
+                )
+                if stored is not None and stored.kind == "f":
+                    raise UserError(
+                        f"data.{split}_file: '{path}' stores the label '{dataset}.{label}' as "
+                        f"{stored}; expected an integer field"
+                    )
                 column = h5[dataset].fields([label])[: min(per_file, remaining)][label]
             remaining -= len(column)
             seen.append(np.unique(column))
