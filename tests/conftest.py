@@ -56,3 +56,49 @@ def log_handlers_on_current_stderr():
     yield
     for handler, stream in zip(handlers, saved):
         handler.stream = stream
+
+
+# Modules whose tests train, resume, export or evaluate real runs, or start servers (seconds to
+# minutes each), and single slow tests of otherwise fast modules: marked slow here, in one
+# place, so that ``make test-fast`` (``-m "not slow"``) runs the unit tests in about a minute.
+# A new slow test elsewhere is marked where it is written (``@pytest.mark.slow``).
+SLOW_MODULES = {
+    "test_configs",
+    "test_distributed",
+    "test_end_to_end",
+    "test_errors",
+    "test_finetune",
+    "test_loggers",
+    "test_mixing",
+    "test_mup",
+    "test_onnx_export",
+    "test_performance_writer",
+    "test_predict",
+    "test_profile",
+    "test_resume",
+    "test_resume_state",
+    "test_s3",
+    "test_sculpting",
+    "test_toolbox",
+}
+SLOW_TESTS = (
+    "tests/test_docs.py::test_command",
+    "tests/test_docs.py::test_mkdocs_build_strict",
+    "tests/test_docs.py::test_yaml_block",
+    "tests/test_evaluation.py::test_evaluate_predictions",
+    "tests/test_evaluation_cli.py::test_compare",
+    "tests/test_evaluation_cli.py::test_evaluate_recomputes",
+    "tests/test_fuzz_h5.py::test_flipped_bits",
+    "tests/test_tasks_aux.py::test_tasks_train_on_synthetic_problems",
+    "tests/test_zoo_flat_jagged.py::test_fit_and_test_end_to_end",
+    "tests/test_zoo_flat_jagged.py::test_a_few_steps_reduce_the_loss",
+    "tests/test_zoo_flat_jagged.py::test_config_fragments_replace_the_gn2_network",
+    "tests/test_zoo_point.py::test_fit_then_test_from_the_command_line",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = Path(str(item.fspath)).stem
+        if module in SLOW_MODULES or item.nodeid.startswith(SLOW_TESTS):
+            item.add_marker(pytest.mark.slow)

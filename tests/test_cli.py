@@ -44,6 +44,7 @@ def test_old_checkpoint_flags_map_to_the_callback_sections():
     ]
 
 
+@pytest.mark.slow  # parses the whole GN2 config (about 6 s here)
 def test_print_config_shows_the_callbacks_every_run_has(capsys):
     configs = ["--config", str(REPO / "configs" / "GN2.yaml")]
     with pytest.raises(SystemExit) as info:

@@ -135,7 +135,7 @@ def derive_config(cfg: Namespace, need_files: bool = True, evaluating: bool = Fa
     glob = data.global_object
     # the model carries normalisation and input wiring, always taken from the data config
     module.norm_dict = data.norm_dict
-    module.class_dict = data.class_dict
+    module.class_dict = data.get("class_dict")
     module.variables = data.variables
     module.input_map = data.input_map
     module.global_object = glob
