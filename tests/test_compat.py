@@ -204,9 +204,9 @@ def test_unsupported_options_stop_with_one_line(edit, option):
     assert "\n" not in message and message.startswith("GN2.yaml: ")
 
 
-def test_post_2026_module_syntax_is_refused_with_a_pointer():
+def test_an_empty_module_graph_stops_with_one_line():
     config = {"model": {"class_path": "salt.model.SaltModule", "init_args": {"modules": {}}}}
-    with pytest.raises(ValueError, match=r"salt\.models\.SaltModel"):
+    with pytest.raises(ValueError, match=r"modules needs a StreamEmbed and a task module"):
         translate_config(config)
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from salt.compat.module_graph import is_module_graph, translate_module_graph
+
 _TORCH_LOSSES = {
     "torch.nn.CrossEntropyLoss": "salt.compat.losses.CrossEntropyLoss",
     "torch.nn.BCEWithLogitsLoss": "salt.compat.losses.BCEWithLogitsLoss",
@@ -120,13 +122,6 @@ class _Rewriter:
 
     # -- model ---------------------------------------------------------------------------
     def module(self, model: dict[str, Any]) -> None:
-        if _class(model) == "salt.model.SaltModule" or "modules" in (_args(model) or {}):
-            raise self.refuse(
-                "model",
-                "uses salt-ml's module-graph syntax (salt.model.SaltModule with modules:), which "
-                "salt does not read; write model.model: {class_path: salt.models.SaltModel, ...} "
-                "(see the docs page 'Coming from salt-ml')",
-            )
         optimizer = model.get("optimizer")
         if isinstance(optimizer, str):
             if optimizer.lower() != "adamw":
@@ -470,6 +465,8 @@ def translate_config(config: Any, source: str = "config") -> Translation:
         return Translation(config)
     out = copy.deepcopy(config)
     rewriter = _Rewriter(source)
+    if is_module_graph(out):
+        translate_module_graph(out, rewriter.note, rewriter.refuse)
     if isinstance(out.get("model"), dict):
         rewriter.module(out["model"])
     rewriter.edges(out)
