@@ -366,3 +366,17 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert demo_data_main(argv) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert demo_data_main([*argv, "--overwrite", "--seed", "3"]) == 0
+
+
+def test_processes_after_the_demo_data_reuses_it(tmp_path: Path):
+    """``salt demo-data`` then ``salt demo-data --processes`` (as the docs write it): the second
+    adds the process files without --overwrite and leaves the demo files alone."""
+    out = tmp_path / "demo"
+    sizes = ["--train", "300", "--val", "100", "--test", "100"]
+    assert demo_data_main(["--out", str(out), *sizes]) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert demo_data_main(["--out", str(out), "--processes", *sizes]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert {n: after[n] for n in before} == before
+    assert {"train_ttbar.h5", "train_zprime.h5", "val_ttbar.h5", "val_zprime.h5"} <= set(after)
+    assert demo_data_main(["--out", str(out), "--processes", *sizes]) == 2  # those exist now

@@ -877,6 +877,15 @@ def _non_negative_int(text: str) -> int:
     return int(value)
 
 
+def existing_demo_outputs(out_dir: str | Path) -> dict[str, Path] | None:
+    """The demo files of an earlier ``salt demo-data`` in ``out_dir``, if all are there."""
+    out = Path(out_dir)
+    outputs = {split: out / f"{split}.h5" for split in SPLITS}
+    outputs["norm_dict"] = out / "norm_dict.yaml"
+    outputs["class_dict"] = out / "class_dict.yaml"
+    return outputs if all(p.is_file() for p in outputs.values()) else None
+
+
 def demo_data_main(argv: list[str] | None = None) -> int:
     """``salt demo-data``: generate the demo dataset and print a short summary."""
     parser = argparse.ArgumentParser(
@@ -900,16 +909,21 @@ def demo_data_main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    reused = existing_demo_outputs(args.out) if args.processes and not args.overwrite else None
     try:
-        outputs = generate_demo_data(
-            args.out,
-            n_train=args.train,
-            n_val=args.val,
-            n_test=args.test,
-            seed=args.seed,
-            block_size=args.block_size,
-            overwrite=args.overwrite,
-        )
+        if reused is not None:  # salt demo-data, then salt demo-data --processes
+            log.info("demo data in %s exists: writing only the process files", args.out)
+            outputs = reused
+        else:
+            outputs = generate_demo_data(
+                args.out,
+                n_train=args.train,
+                n_val=args.val,
+                n_test=args.test,
+                seed=args.seed,
+                block_size=args.block_size,
+                overwrite=args.overwrite,
+            )
         if args.processes:
             from salt.data.demo_processes import write_process_files
 
@@ -919,9 +933,9 @@ def demo_data_main(argv: list[str] | None = None) -> int:
         print(f"salt demo-data: error: {err}", file=sys.stderr)
         return 2  # a user error, as for every salt command
     seconds = time.perf_counter() - start
-    total = args.train + args.val + args.test
+    total = 0 if reused is not None else args.train + args.val + args.test
     for split in SPLITS:
-        if split in outputs:
+        if split in outputs and reused is None:
             path = outputs[split]
             size_mb = path.stat().st_size / 1e6
             print(f"{split:>5}: {path}  {getattr(args, split):,} jets  {size_mb:,.0f} MB")
@@ -929,8 +943,10 @@ def demo_data_main(argv: list[str] | None = None) -> int:
     if args.processes:
         for split, paths in processes.items():
             print(f"{split:>5}: " + "  ".join(str(p) for p in paths.values()))
-    rate = total / seconds if seconds > 0 else float("inf")
-    print(f"{total:,} jets in {seconds:.1f} s: {rate:,.0f} jets/s ({rate * 60 / 1e6:.2f} M/min)")
+    if reused is None:
+        rate = total / seconds if seconds > 0 else float("inf")
+        per_min = rate * 60 / 1e6
+        print(f"{total:,} jets in {seconds:.1f} s: {rate:,.0f} jets/s ({per_min:.2f} M/min)")
     return 0
 
 
