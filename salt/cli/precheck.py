@@ -109,7 +109,8 @@ def check_config_file(path: str) -> None:
         if not isinstance(body, dict) or "class_path" in body or "init_args" in body:
             continue
         for key in body:
-            problem = _unknown(section, str(key), f"config file '{path}': ")
+            # "callbacks+:" appends to the list of an earlier config
+            problem = _unknown(section, str(key).rstrip("+"), f"config file '{path}': ")
             if problem:
                 raise ConfigError(problem)
 
