@@ -68,6 +68,10 @@ _REFUSED_DATA = {
     "test_suff": "pass --test_suffix to salt test",
 }
 _EDGE_ENCODERS = ("salt.models.Transformer", "salt.models.TransformerV2")
+_OUR_EDGE_ENCODERS = (
+    "salt.models.EdgeTransformerEncoder",
+    "salt.models.edge_updates.EdgeTransformerEncoder",
+)
 
 
 @dataclass
@@ -232,7 +236,7 @@ class _Rewriter:
                     "embed_dim for the residual)",
                 )
         for key in ("edge_embed_dim", "update_edges"):
-            if args.get(key) and _class(encoder) not in _EDGE_ENCODERS:
+            if args.get(key) and _class(encoder) not in (*_EDGE_ENCODERS, *_OUR_EDGE_ENCODERS):
                 raise self.refuse(
                     f"{where}.{key}",
                     f"is read only by {' and '.join(_EDGE_ENCODERS)}; use salt.models."
