@@ -68,7 +68,7 @@ def patch_for_jsonargparse() -> None:
     listing of option names fails. No salt option is mutually exclusive."""
     from argcomplete.packages._argparse import IntrospectiveArgumentParser
 
-    defaults = {"_action_conflicts": {}, "active_actions": []}
+    defaults: dict[str, object] = {"_action_conflicts": {}, "active_actions": []}
     for name, value in defaults.items():  # per-parse records; the process ends after completing
         if not hasattr(IntrospectiveArgumentParser, name):
             setattr(IntrospectiveArgumentParser, name, value)
