@@ -210,3 +210,7 @@ def test_salt_ml_edge_config_fits(demo_dir: Path, tmp_path: Path):
     ckpt = next((tmp_path / "ml_edges" / "ckpts").glob("epoch=*.ckpt"))
     keys = torch.load(ckpt, weights_only=False)["state_dict"]
     assert any("encoder.encoder.layers.1.edge_update" in k for k in keys)
+    from salt.export.cli import to_onnx_main  # exported with a parity check against PyTorch
+
+    assert to_onnx_main(["--ckpt_path", str(ckpt)]) == 0
+    assert (tmp_path / "ml_edges" / "network.onnx").is_file()

@@ -236,3 +236,9 @@ def test_salt_ml_featurewise_config_fits(tmp_path: Path, demo_dir: Path):
     assert any(".featurewise.layers.1." in k for k in keys)  # one per encoder layer
     assert any(".featurewise.inputs.tracks.scale_net" in k for k in keys)
     assert any(".featurewise.encoded.scale_net" in k for k in keys)
+    # the export traces the per-layer transformations and checks parity with PyTorch
+    from salt.export.cli import to_onnx_main
+
+    ckpt = next((tmp_path / "fw_fw" / "ckpts").glob("epoch=*.ckpt"))
+    assert to_onnx_main(["--ckpt_path", str(ckpt)]) == 0
+    assert (tmp_path / "fw_fw" / "network.onnx").is_file()
