@@ -121,11 +121,18 @@ def test_profile_counts_match_the_network(profiled: Path):
 
     report = json.loads((profiled / "modules.json").read_text())
     rows = {r["name"]: r for r in report["modules"]}
-    # GN2_demo's encoder: 2 layers of width 64, 4 heads, feed-forward 64 -> 128 -> 64
-    length, dim, hidden = TRACKS, 64, 128
-    layer = 4 * length * dim * dim + 2 * length * length * dim + 2 * length * dim * hidden
-    assert rows["model.encoder.layers"]["macs_per_jet"] == 2 * layer
-    assert rows["model.encoder"]["macs_per_jet"] == 2 * layer + length * dim * dim  # out_proj
+    # GN2_demo's encoder: 2 layers of width 64, 4 heads, feed-forward 64 -> 128 -> 64, one
+    # register; it computes on the real tracks (plus the register) only, and attention on a
+    # layout as long as the longest jet of the batch
+    tracks = report["constituents"]["tracks"]
+    tokens, longest = tracks["mean_valid"] + 1, tracks["max_valid"] + 1
+    dim, hidden = 64, 128
+    layer = 4 * tokens * dim * dim + 2 * longest * longest * dim + 2 * tokens * dim * hidden
+    assert rows["model.encoder.layers"]["macs_per_jet"] == pytest.approx(2 * layer)
+    out_proj = tokens * dim * dim
+    assert rows["model.encoder"]["macs_per_jet"] == pytest.approx(2 * layer + out_proj)
+    padded = 4 * TRACKS * dim * dim + 2 * TRACKS * TRACKS * dim + 2 * TRACKS * dim * hidden
+    assert tracks["mean_valid"] < TRACKS and 2 * layer < 2 * padded
     parts = ("model.init_nets", "model.encoder", "model.pool_net", "model.tasks")
     assert sum(rows[p]["parameters"] for p in parts) == rows["model"]["parameters"]
     assert sum(rows[p]["macs_per_jet"] for p in parts) == report["total"]["macs_per_jet"]

@@ -16,9 +16,10 @@ records the last ``steps`` with ``torch.profiler``. Written into ``--out`` (defa
 
 MACs are FLOPs / 2 as counted by ``torch.utils.flop_counter.FlopCounterMode``: matrix products
 (linear layers, attention, convolutions); element-wise work (norms, activations, softmax) is not
-counted. Attention grows with the number of constituents and padded positions are counted as the
-network computes them (the padded length of the batch), so the mean number of valid constituents
-is reported alongside.
+counted. The transformer encoder and the constituent heads compute on the real constituents
+only (attention on a layout as long as the longest jet of the batch), so their MACs follow the
+mean and largest number of valid constituents, reported alongside; networks without a packed
+path count padded positions as they compute them.
 """
 
 from __future__ import annotations
@@ -242,11 +243,12 @@ def module_costs(
 
 
 def constituent_counts(pad_masks: dict[str, Tensor]) -> dict[str, dict[str, float]]:
-    """Padded length and mean number of valid (not padded) constituents per input type."""
+    """Padded length, mean and largest number of valid (not padded) constituents per type."""
     return {
         name: {
             "padded_length": float(mask.shape[1]),
             "mean_valid": float((~mask).sum(dim=1).float().mean()),
+            "max_valid": float((~mask).sum(dim=1).max()) if mask.shape[0] else 0.0,
         }
         for name, mask in pad_masks.items()
     }
