@@ -17,6 +17,7 @@ import salt.export.onnx_export as onnx_export
 from salt.cli.main import main
 from salt.export.cli import metadata_main, to_onnx_main
 from salt.export.spec import InputDesc, singular, task_outputs
+from salt.tasks.base import TaskBase
 
 ROOT = Path(__file__).resolve().parents[1]
 ORIGINS = ["Pileup", "Fake", "Primary", "FromB", "FromBC", "FromC", "FromTau", "OtherSecondary"]
@@ -352,8 +353,17 @@ def test_usage_errors(tmp_path, capsys):
     assert metadata_main([str(tmp_path / "missing.onnx")]) == 2
 
 
-class _FakeVertexing(torch.nn.Module):
-    name, input_name = "vertexing", "tracks"
+class _Headless(TaskBase):
+    """A task with only a name and an input: enough to name its exported outputs."""
+
+    def __init__(self, name: str, input_name: str) -> None:
+        torch.nn.Module.__init__(self)
+        self.name, self.input_name = name, input_name
+
+
+class _FakeVertexing(_Headless):
+    def __init__(self) -> None:
+        super().__init__("vertexing", "tracks")
 
     def predict(self, output, pad_mask=None):
         return {"vertex_index": output.argmax(-1).masked_fill(pad_mask, -1)}
@@ -369,11 +379,8 @@ def test_other_tasks_export_through_predict():
     assert out.per_constituent == "tracks"
     assert (out.value[mask] == -1).all()
 
-    class NoPredict(torch.nn.Module):
-        name, input_name = "mystery", "jets"
-
     with pytest.raises(TypeError, match=r"task 'mystery'.*--tasks"):
-        task_outputs([NoPredict()], None, "jets", "GN2", {"mystery": logits}, {})
+        task_outputs([_Headless("mystery", "jets")], None, "jets", "GN2", {"mystery": logits}, {})
 
 
 def test_input_names():

@@ -286,7 +286,7 @@ def test_jsonargparse_builds_every_backbone():
         if cls is EventTransformer:
             args["embeddings"] = {**emb, "reduction": "none"}
         model = _parse({"class_path": f"salt.models.zoo.{cls.__name__}", "init_args": args})
-        assert type(model) is cls and model.out_dim == 5
+        assert type(model) is cls and model.output_size == 5
         assert model(*make_batch())[0].shape == (6, 5)
     fusion = _parse(
         {

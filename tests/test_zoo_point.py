@@ -250,7 +250,7 @@ def test_particle_transformer_matches_the_paper_size():
     """
     variables = {"jets": [], "tracks": [f"x{i}" for i in range(14)] + ["pt", "eta", "phi"]}
     model = ParticleTransformer(variables, attach_global=False)
-    total = count_parameters(model) + count_parameters(nn.Linear(model.out_dim, 10))
+    total = count_parameters(model) + count_parameters(nn.Linear(model.output_size, 10))
     assert abs(total - 2.14e6) / 2.14e6 < 0.02
     assert total == 2_143_436
     assert model.pair_embed is not None and model.pair_embed.out.out_features == 8
@@ -435,7 +435,7 @@ def test_onnx_export_parity(name: str, tmp_path: Path):
     [
         ("ParT", ParticleTransformer, {"embed_dim": 128, "num_layers": 8, "num_cls_layers": 2}),
         ("PET2", PET2, {"base_dim": 128, "num_heads": 8, "num_layers": 8}),
-        ("ViT", PointGlobalMixedViT, {"embed_dim": 128, "out_dim": 128}),
+        ("ViT", PointGlobalMixedViT, {"embed_dim": 128, "output_size": 128}),
     ],
 )
 def test_full_size_configs_resolve_and_build(config: str, cls: type, sizes: dict, capsys):
@@ -450,7 +450,7 @@ def test_full_size_configs_resolve_and_build(config: str, cls: type, sizes: dict
     with torch.device("meta"):
         model = cls(**printed["backbone"]["init_args"])
     assert {key: getattr(model, key) for key in sizes} == sizes
-    assert printed["tasks"][0]["init_args"]["dense_config"]["input_size"] == model.out_dim
+    assert printed["tasks"][0]["init_args"]["dense_config"]["input_size"] == model.output_size
 
 
 def _data_args(demo: Path) -> list[str]:

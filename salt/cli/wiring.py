@@ -14,6 +14,7 @@ from jsonargparse import Namespace
 from salt.data.batch import SPECIAL_GROUPS
 from salt.data.datamodule import canonical_variables
 from salt.data.paths import resolve_files
+from salt.models.contracts import backbone_sizes, encoder_output_size
 from salt.models.featurewise import wire_featurewise
 from salt.utils.h5 import read_class_names
 
@@ -84,7 +85,9 @@ def _wire_modules(
             raise ValueError(
                 f"model.model.encoder.embed_dim={embed_dim} but the init nets output {seq_size}"
             )
-        seq_size = int(getattr(enc, "out_dim", None) or embed_dim or seq_size)
+        seq_size = encoder_output_size(
+            {"embed_dim": embed_dim or seq_size, "out_dim": getattr(enc, "out_dim", None)}
+        )
 
     edges = getattr(net_args, "edge_features", None)
     if edges is not None:
@@ -105,22 +108,22 @@ def _wire_modules(
                 f"model.model.pool_net.input_size={given} but the encoder gives {seq_size}"
             )
         pool.input_size = seq_size
-    pool_out = getattr(pool, "output_size", None) or getattr(pool, "out_dim", None)
+    pool_out = getattr(pool, "out_dim", None)  # pooling keeps its input width unless projected
     return seq_size, int(pool_out or seq_size)
 
 
-def _wire_backbone(net_args: Any, variables: dict[str, list[str]], glob: str) -> tuple[int, int]:
-    """A complete backbone: tell it the inputs, read its output sizes from its arguments."""
+def _wire_backbone(
+    net_args: Any, variables: dict[str, list[str]], glob: str
+) -> tuple[int | None, int]:
+    """A complete backbone: tell it the inputs; it gives its output sizes itself
+    (``config_sizes``, see :class:`salt.models.contracts.Backbone`)."""
     args = _args(net_args.backbone)
     if "variables" in args:
         args.variables = {k: list(v) for k, v in variables.items()}
     if "global_object" in args:
         args.global_object = glob
-    pooled = getattr(args, "out_dim", None) or getattr(args, "output_size", None)
-    if pooled is None:
-        raise ValueError("model.model.backbone: needs an out_dim (the jet representation size)")
-    seq = getattr(args, "constituent_dim", None) or getattr(args, "embed_dim", None) or pooled
-    return int(seq), int(pooled)
+    sizes = backbone_sizes(net_args.backbone.class_path, args.as_dict(), "model.model.backbone")
+    return sizes.constituent, sizes.jet
 
 
 def derive_config(cfg: Namespace, need_files: bool = True, evaluating: bool = False) -> None:
@@ -149,6 +152,7 @@ def derive_config(cfg: Namespace, need_files: bool = True, evaluating: bool = Fa
         n_params = 0  # feature-wise nets condition the init nets' inputs on the parameters
     n_global = len(variables.get("GLOBAL", []))
 
+    seq_size: int | None
     if getattr(net_args, "backbone", None) is not None:
         seq_size, pooled = _wire_backbone(net_args, variables, glob)
     else:
@@ -159,12 +163,13 @@ def derive_config(cfg: Namespace, need_files: bool = True, evaluating: bool = Fa
         args = _args(task)
         where = f"model.model.tasks[{i}] ({args.name})"
         jet_level = args.input_name == glob
-        config = _set_size(
-            args.dense_config,
-            "input_size",
-            pooled if jet_level else seq_size,
-            f"{where}.dense_config",
-        )
+        size = pooled if jet_level else seq_size
+        if size is None:
+            raise ValueError(
+                f"{where}: the backbone gives no per-constituent outputs for "
+                f"'{args.input_name}' (it is a jet-level network)"
+            )
+        config = _set_size(args.dense_config, "input_size", size, f"{where}.dense_config")
         if not jet_level:
             config = _set_size(config, "context_size", pooled, f"{where}.dense_config")
         args.dense_config = config

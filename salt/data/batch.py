@@ -17,7 +17,13 @@ SPECIAL_GROUPS = ("GLOBAL", "PARAMETERS")
 EVENT = "EVENT"
 EVENT_WEIGHT = "weight"
 
-Batch = tuple[dict[str, Tensor], dict[str, Tensor], dict[str, dict[str, Tensor]]]
+Inputs = dict[str, Tensor]
+"""``{input type: (B, F) for the jet, (B, L, F) per constituent type}``."""
+PadMasks = dict[str, Tensor]
+"""``{constituent type: bool (B, L)}``, True on padded entries."""
+Labels = dict[str, dict[str, Tensor]]
+"""``{input type: {label field: (B,) or (B, L)}}``, plus per-jet weights under ``EVENT``."""
+Batch = tuple[Inputs, PadMasks, Labels]
 ArrayBatch = tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]
 
 

@@ -44,9 +44,9 @@ from salt.export.onnx_export import (
     norm_params,
 )
 from salt.export.parity import ParityError
-from salt.export.spec import ExportError, InputDesc, NamedOutput, main_task
-from salt.models import ClassificationTask, VertexingTask
+from salt.export.spec import ExportError, InputDesc, NamedOutput
 from salt.safe_load import check_checkpoint_file
+from salt.tasks import ClassificationTask, VertexingTask, main_task
 from salt.tasks.base import TaskBase
 
 log = logging.getLogger(__name__)

@@ -26,12 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
-from salt.evaluation.metrics import flavour_short_name
-from salt.models import ClassificationTask  # salt.models first: `import salt.tasks` alone cycles
-from salt.tasks.base import TaskBase
+from salt.tasks.base import NamedOutput, TaskBase
+from salt.tasks.classification import main_task
 
 SPECIAL_NAMES = {"GLOBAL": "global", "PARAMETERS": "parameter"}
 
@@ -70,27 +68,6 @@ class InputDesc:
         return f"n_{self.input_name}" if self.constituent else None
 
 
-@dataclass(frozen=True)
-class NamedOutput:
-    """One output of :func:`task_outputs` with what it means."""
-
-    name: str
-    value: Tensor
-    task: str
-    key: str
-    per_constituent: str | None = None  # the constituent type of (batch, n) outputs
-    class_name: str | None = None
-    argmax_of: tuple[str, ...] = ()  # an argmax output: the probability outputs it summarises
-
-
-def main_task(tasks: list[TaskBase], global_object: str) -> ClassificationTask | None:
-    """The first jet-level classification task: its outputs are named ``<name>_p<flavour>``."""
-    for task in tasks:
-        if isinstance(task, ClassificationTask) and task.input_name == global_object:
-            return task
-    return None
-
-
 def task_outputs(
     tasks: list[TaskBase],
     main: TaskBase | None,
@@ -102,65 +79,15 @@ def task_outputs(
     """Turn the raw network outputs of ``tasks`` into the named outputs of the ONNX file.
 
     Used inside the exported graph and, on the same raw outputs of the PyTorch model, as the
-    reference of the parity check. Classification is handled here (softmax, flavour names,
-    argmax); every other task through its ``predict`` method, so a new task type is exported
-    as soon as it implements ``predict``.
+    reference of the parity check. Each task names its own outputs
+    (:meth:`~salt.tasks.base.TaskBase.exported_outputs`, by default one per entry of its
+    ``predict``), so a new task type is exported as soon as it implements ``predict``.
     """
     outputs: list[NamedOutput] = []
     for task in tasks:
-        out = raw[task.name]
         constituent = None if task.input_name == global_object else task.input_name
         mask = pad_masks.get(task.input_name) if constituent else None
-        if isinstance(task, ClassificationTask):
-            outputs += _classification(task, task is main, prefix, out, mask, constituent)
-            continue
-        predict = getattr(task, "predict", None)
-        if predict is None:
-            raise TypeError(
-                f"task '{task.name}' ({type(task).__name__}) has no predict() method, so salt "
-                "does not know which outputs to export; leave it out with --tasks"
-            )
-        try:
-            predictions = predict(out, mask)
-        except NotImplementedError:
-            raise TypeError(
-                f"task '{task.name}' ({type(task).__name__}) does not implement predict(); "
-                "leave it out with --tasks"
-            ) from None
-        for key, value in predictions.items():
-            name = f"{prefix}_{task.name}_{key}"
-            outputs.append(NamedOutput(name, value, task.name, key, constituent))
-    return outputs
-
-
-def _classification(
-    task: ClassificationTask,
-    is_main: bool,
-    prefix: str,
-    logits: Tensor,
-    mask: Tensor | None,
-    constituent: str | None,
-) -> list[NamedOutput]:
-    probs = torch.softmax(logits.float(), dim=-1)
-    outputs = []
-    for k, class_name in enumerate(task.class_names):
-        p = probs[..., k]
-        if constituent is None:
-            key = f"p{flavour_short_name(class_name)}"
-            name = f"{prefix}_{key}" if is_main else f"{prefix}_{task.name}_{key}"
-        else:
-            key = f"p{class_name}"
-            name = f"{prefix}_{task.name}_{key}"
-            if mask is not None:
-                p = p.masked_fill(mask, float("nan"))
-        outputs.append(NamedOutput(name, p, task.name, key, constituent, class_name))
-    if constituent is not None:
-        index = probs.argmax(dim=-1)
-        if mask is not None:
-            index = index.masked_fill(mask, -1)
-        sources = tuple(o.name for o in outputs)
-        name = f"{prefix}_{task.name}"
-        outputs.append(NamedOutput(name, index, task.name, "argmax", constituent, None, sources))
+        outputs += task.exported_outputs(raw[task.name], prefix, constituent, mask, task is main)
     return outputs
 
 

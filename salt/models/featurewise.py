@@ -21,11 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from torch import Tensor, nn
 
+from salt.data.batch import Inputs
 from salt.models.configs import DenseConfig
+from salt.models.contracts import Encoder
 from salt.models.dense import dense_from_config
 
 LAYERS = ("input", "encoder", "global")
@@ -215,7 +217,7 @@ class FeaturewiseNets(nn.Module):
                     for j in range(len(stack))
                 )
             else:
-                size_out = int(getattr(encoder, "output_size", embed_dim)) if encoder else embed_dim
+                size_out = embed_dim if encoder is None else cast(Encoder, encoder).output_size
                 self.encoded = _transformation(config, size, size_out, where)
 
     @property
@@ -223,13 +225,13 @@ class FeaturewiseNets(nn.Module):
         """Whether PARAMETERS condition the init nets' inputs instead of being appended."""
         return self.conditions.get("input") == PARAMETERS
 
-    def _condition(self, layer: str, inputs: dict[str, Tensor]) -> Tensor:
+    def _condition(self, layer: str, inputs: Inputs) -> Tensor:
         name = self.conditions[layer]
         if name not in inputs:
             raise KeyError(f"featurewise_nets ({layer}): the inputs have no '{name}'")
         return inputs[name]
 
-    def on_input(self, name: str, x: Tensor, inputs: dict[str, Tensor]) -> Tensor:
+    def on_input(self, name: str, x: Tensor, inputs: Inputs) -> Tensor:
         """An init net's input (B, L, F) as it enters the embedding."""
         if name not in self.inputs:
             return x
@@ -237,9 +239,7 @@ class FeaturewiseNets(nn.Module):
         return net(x, self._condition("input", inputs))
 
     @contextmanager
-    def on_encoder_layers(
-        self, encoder: nn.Module | None, inputs: dict[str, Tensor]
-    ) -> Iterator[None]:
+    def on_encoder_layers(self, encoder: nn.Module | None, inputs: Inputs) -> Iterator[None]:
         """While the encoder runs, transform the input of each of its layers.
 
         Forward pre-hooks on the layers, installed for this call only: the encoder's own code
@@ -276,7 +276,7 @@ class FeaturewiseNets(nn.Module):
             for handle in handles:
                 handle.remove()
 
-    def on_encoded(self, x: Tensor, pad_mask: Tensor, inputs: dict[str, Tensor]) -> Tensor:
+    def on_encoded(self, x: Tensor, pad_mask: Tensor, inputs: Inputs) -> Tensor:
         """The encoded constituents (B, L, D) before pooling; padding stays zero."""
         if self.encoded is None:
             return x

@@ -154,7 +154,6 @@ class Transformer(nn.Module):
         if num_registers < 0:
             raise ValueError(f"encoder num_registers={num_registers}: expected an int >= 0")
         self.embed_dim = embed_dim
-        self.out_dim = out_dim
         self.num_registers = num_registers
         self.drop_registers = drop_registers
         accepted = inspect.signature(TransformerEncoder).parameters

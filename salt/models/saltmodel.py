@@ -8,10 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from salt.data.batch import Inputs, Labels, PadMasks
+from salt.models.contracts import check_backbone, check_encoder
 from salt.models.edges import EdgeFeatures
 from salt.models.featurewise import FeaturewiseConfig, FeaturewiseNets
 from salt.models.initnet import InitNet
 from salt.tasks.base import TaskBase
+from salt.utils.label_fields import LabelFields, merge_label_fields
 
 
 class SaltModel(nn.Module):
@@ -23,6 +26,9 @@ class SaltModel(nn.Module):
             pooled representation (plus GLOBAL features), constituent tasks see their
             constituents' embeddings with the pooled representation as context.
         encoder: the sequence encoder (e.g. a transformer); None keeps the init-net embeddings.
+            It follows :class:`salt.models.contracts.Encoder` (all constituents in one
+            sequence) or :class:`~salt.models.contracts.MultiStreamEncoder` (one stream per
+            type).
         pool_net: turns the encoded constituents into one vector per jet.
         global_object: name of the jet-level input type (set by salt from ``data``).
         parameter_conditioning: how PARAMETERS inputs enter: ``concat`` (appended to every
@@ -32,9 +38,10 @@ class SaltModel(nn.Module):
         edge_features: pairwise features of one constituent type (e.g. ``dR``, ``kt``),
             computed from the unnormalised inputs and added to the attention scores.
         backbone: a complete network from inputs to the jet representation (ParT, PET2,
-            DeepSets, ...), used instead of init nets + encoder + pooling. It is called as
-            ``backbone(inputs, pad_masks, raw_inputs)`` and returns ``(pooled (B, D),
-            {constituent type: (B, L, D_c)})``.
+            DeepSets, ...), used instead of init nets + encoder + pooling, following
+            :class:`salt.models.contracts.Backbone`: ``backbone(inputs, pad_masks,
+            raw_inputs)`` returns ``(pooled (B, output_size), {constituent type: (B, L,
+            constituent_size)})``.
         featurewise_nets: feature-wise scale and shift from PARAMETERS (or the jet variables)
             at the init-net inputs, before every encoder layer or on the encoded constituents
             (see :mod:`salt.models.featurewise`).
@@ -69,6 +76,11 @@ class SaltModel(nn.Module):
             )
         if backbone is not None and (init_nets or encoder is not None or pool_net is not None):
             raise ValueError("model: a backbone replaces init_nets, encoder and pool_net")
+        if backbone is not None:
+            check_backbone(backbone, "model.backbone")
+        self.multi_stream = encoder is not None and check_encoder(
+            encoder, init_nets[0].output_size if init_nets else None, "model.encoder"
+        )
         names = [net.input_name for net in init_nets]
         if len(set(names)) != len(names):
             raise ValueError(f"model.init_nets: input names must be unique, got {names}")
@@ -105,16 +117,11 @@ class SaltModel(nn.Module):
         """The tasks, typed."""
         return [cast(TaskBase, task) for task in self.tasks]
 
-    def label_fields(self) -> dict[str, list[str]]:
-        fields: dict[str, list[str]] = {}
-        for task in self.heads:
-            for name, names in task.label_fields().items():
-                fields.setdefault(name, []).extend(n for n in names if n not in fields[name])
-        return fields
+    def label_fields(self) -> LabelFields:
+        """The label fields the tasks read, per input type."""
+        return merge_label_fields(*(task.label_fields() for task in self.heads))
 
-    def _embed(
-        self, inputs: dict[str, Tensor], pad_masks: dict[str, Tensor]
-    ) -> tuple[list[Tensor], list[Tensor]]:
+    def _embed(self, inputs: Inputs, pad_masks: PadMasks) -> tuple[list[Tensor], list[Tensor]]:
         jet = inputs.get(self.global_object)
         params = inputs.get("PARAMETERS")
         embeddings, masks = [], []
@@ -148,9 +155,7 @@ class SaltModel(nn.Module):
             masks.append(mask)
         return embeddings, masks
 
-    def _edge_bias(
-        self, raw_inputs: dict[str, Tensor], pad_masks: dict[str, Tensor], lengths: list[int]
-    ) -> Tensor:
+    def _edge_bias(self, raw_inputs: Inputs, pad_masks: PadMasks, lengths: list[int]) -> Tensor:
         """The edge-feature attention bias, placed in its type's block of the full sequence."""
         assert self.edge_features is not None
         name = self.edge_features.input_name
@@ -164,15 +169,15 @@ class SaltModel(nn.Module):
         self,
         embeddings: list[Tensor],
         masks: list[Tensor],
-        pad_masks: dict[str, Tensor],
-        raw_inputs: dict[str, Tensor] | None,
+        pad_masks: PadMasks,
+        raw_inputs: Inputs | None,
     ) -> tuple[Tensor, Tensor]:
         x = torch.cat(embeddings, dim=1)
         mask = torch.cat(masks, dim=1)
         if self.encoder is None:
             return x, mask
         names = [net.input_name for net in self.embedders]
-        if hasattr(self.encoder, "input_names"):  # one stream per type, cross-attending
+        if self.multi_stream:  # one stream per type, cross-attending
             encoded = self.encoder(dict(zip(names, embeddings)), dict(zip(names, masks)))
             return torch.cat([encoded[n] for n in names], dim=1), mask
         if self.edge_features is None:
@@ -190,10 +195,10 @@ class SaltModel(nn.Module):
 
     def forward(
         self,
-        inputs: dict[str, Tensor],
-        pad_masks: dict[str, Tensor],
-        labels: dict[str, dict[str, Tensor]] | None = None,
-        raw_inputs: dict[str, Tensor] | None = None,
+        inputs: Inputs,
+        pad_masks: PadMasks,
+        labels: Labels | None = None,
+        raw_inputs: Inputs | None = None,
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Return ``({task name: raw output}, {task name: loss})`` (losses only with labels).
 

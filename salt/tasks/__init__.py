@@ -1,8 +1,7 @@
 """Task heads: what the network predicts and how each prediction is scored."""
 
-import salt.models  # noqa: F401  (tasks build on model blocks; import them first)
 from salt.tasks.base import TaskBase
-from salt.tasks.classification import ClassificationTask
+from salt.tasks.classification import ClassificationTask, main_task
 from salt.tasks.regression import GaussianRegressionTask, RegressionTask
 from salt.tasks.vertexing import VertexingTask
 
@@ -12,4 +11,5 @@ __all__ = [
     "RegressionTask",
     "TaskBase",
     "VertexingTask",
+    "main_task",
 ]

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
-from salt.data.batch import EVENT, EVENT_WEIGHT
+from salt.data.batch import EVENT, EVENT_WEIGHT, Labels
 from salt.models.configs import DenseConfig
 from salt.models.dense import Dense
+from salt.utils.label_fields import LabelFields
 
 
 def require_sizes(task_name: str, config: Mapping, keys: tuple[str, ...]) -> None:
@@ -114,6 +116,19 @@ def fill_padding(values: Tensor, pad_mask: Tensor | None, fill: float) -> Tensor
     return values.masked_fill(pad_mask, fill)
 
 
+@dataclass(frozen=True)
+class NamedOutput:
+    """One output a task exports (an output of the ONNX graph) with what it means."""
+
+    name: str
+    value: Tensor
+    task: str
+    key: str
+    per_constituent: str | None = None  # the constituent type of (batch, n) outputs
+    class_name: str | None = None
+    argmax_of: tuple[str, ...] = ()  # an argmax output: the probability outputs it summarises
+
+
 class TaskBase(nn.Module):
     """A head on top of the pooled jet representation or the per-constituent embeddings.
 
@@ -151,7 +166,7 @@ class TaskBase(nn.Module):
         require_sizes(name, config, ("input_size", "output_size"))
         self.net = Dense(**config)  # type: ignore[arg-type]
 
-    def label_fields(self) -> dict[str, list[str]]:
+    def label_fields(self) -> LabelFields:
         """The fields this task needs the data layer to read, per input type."""
         if self.label is None:
             raise NotImplementedError(f"task '{self.name}' must list its label fields")
@@ -166,7 +181,7 @@ class TaskBase(nn.Module):
     def forward(
         self,
         x: Tensor,
-        labels: dict[str, dict[str, Tensor]] | None = None,
+        labels: Labels | None = None,
         pad_mask: Tensor | None = None,
         context: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
@@ -180,3 +195,29 @@ class TaskBase(nn.Module):
         (integers).
         """
         raise NotImplementedError
+
+    def exported_outputs(
+        self,
+        output: Tensor,
+        prefix: str,
+        constituent: str | None = None,
+        pad_mask: Tensor | None = None,
+        main: bool = False,
+    ) -> list[NamedOutput]:
+        """The named outputs of an exported model (``prefix`` is the tagger name).
+
+        By default ``<prefix>_<task>_<key>`` for every entry of :meth:`predict`, (batch,) for a
+        jet task and (batch, n) for a ``constituent`` task; ``main`` marks the model's main jet
+        task, whose outputs a subclass may name without the task name.
+        """
+        try:
+            predictions = self.predict(output, pad_mask)
+        except NotImplementedError:
+            raise TypeError(
+                f"task '{self.name}' ({type(self).__name__}) does not implement predict(), so "
+                "salt does not know which outputs to export; leave it out with --tasks"
+            ) from None
+        return [
+            NamedOutput(f"{prefix}_{self.name}_{key}", value, self.name, key, constituent)
+            for key, value in predictions.items()
+        ]

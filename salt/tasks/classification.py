@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from salt.data.batch import Labels
 from salt.models.configs import DenseConfig
 from salt.models.packing import Packing, packing_enabled
-from salt.tasks.base import TaskBase, event_weights, fill_padding, per_jet, unreduced
+from salt.tasks.base import (
+    NamedOutput,
+    TaskBase,
+    event_weights,
+    fill_padding,
+    per_jet,
+    unreduced,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +134,7 @@ class ClassificationTask(TaskBase):
                 f"{len(self.class_names)} classes); use a label_map with class_names"
             )
 
-    def targets(self, labels: dict[str, dict[str, Tensor]]) -> Tensor:
+    def targets(self, labels: Labels) -> Tensor:
         """Class indices for the loss; -1 marks rows/constituents that take no part."""
         target = labels[self.input_name][self.label].long()
         if self.label_table is not None:
@@ -137,7 +146,7 @@ class ClassificationTask(TaskBase):
     def forward(
         self,
         x: Tensor,
-        labels: dict[str, dict[str, Tensor]] | None = None,
+        labels: Labels | None = None,
         pad_mask: Tensor | None = None,
         context: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
@@ -159,7 +168,7 @@ class ClassificationTask(TaskBase):
     def _forward_packed(
         self,
         x: Tensor,
-        labels: dict[str, dict[str, Tensor]] | None,
+        labels: Labels | None,
         pad_mask: Tensor,
         context: Tensor | None,
     ) -> tuple[Tensor, Tensor | None]:
@@ -218,3 +227,56 @@ class ClassificationTask(TaskBase):
             f"p{name}": fill_padding(probs[..., k], pad_mask, float("nan"))
             for k, name in enumerate(self.class_names)
         }
+
+    def exported_outputs(
+        self,
+        output: Tensor,
+        prefix: str,
+        constituent: str | None = None,
+        pad_mask: Tensor | None = None,
+        main: bool = False,
+    ) -> list[NamedOutput]:
+        """Probabilities named by class, plus the most probable class for constituents.
+
+        The main jet task gives ``<prefix>_p<flavour>`` (``GN2_pb``), the names of the
+        predictions file; another jet task ``<prefix>_<task>_p<flavour>``; a constituent task
+        ``<prefix>_<task>_p<class>`` (NaN on padding) and ``<prefix>_<task>``, the int64 index
+        of the most probable class (as ATLAS' ``TrackOrigin``, -1 on padding).
+        """
+        from salt.evaluation.metrics import flavour_short_name
+
+        probs = torch.softmax(output.float(), dim=-1)
+        outputs = []
+        for k, class_name in enumerate(self.class_names):
+            p = probs[..., k]
+            if constituent is None:
+                key = f"p{flavour_short_name(class_name)}"
+                name = f"{prefix}_{key}" if main else f"{prefix}_{self.name}_{key}"
+            else:
+                key = f"p{class_name}"
+                name = f"{prefix}_{self.name}_{key}"
+                if pad_mask is not None:
+                    p = p.masked_fill(pad_mask, float("nan"))
+            outputs.append(NamedOutput(name, p, self.name, key, constituent, class_name))
+        if constituent is not None:
+            index = probs.argmax(dim=-1)
+            if pad_mask is not None:
+                index = index.masked_fill(pad_mask, -1)
+            sources = tuple(o.name for o in outputs)
+            name = f"{prefix}_{self.name}"
+            outputs.append(
+                NamedOutput(name, index, self.name, "argmax", constituent, None, sources)
+            )
+        return outputs
+
+
+def main_task(tasks: Iterable[nn.Module], global_object: str) -> ClassificationTask | None:
+    """The model's main task: its first jet-level classification, whose outputs are the
+    tagger's ``<name>_p<flavour>`` (predictions file, ONNX, evaluation, accuracy logging)."""
+    for task in tasks:
+        if isinstance(task, ClassificationTask) and task.input_name == global_object:
+            return task
+    return None
+
+
+__all__ = ["ClassificationTask", "main_task"]

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from salt.data.batch import Labels
 from salt.models.configs import DenseConfig
 from salt.tasks.base import (
     TaskBase,
@@ -107,7 +108,7 @@ class RegressionTask(TaskBase):
         return torch.where(self.target_log, torch.exp(values), values)
 
     def scaled_targets(
-        self, labels: dict[str, dict[str, Tensor]], pad_mask: Tensor | None = None
+        self, labels: Labels, pad_mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """Scaled targets (..., T), 0 where unusable, and the mask of the usable ones.
 
@@ -125,7 +126,7 @@ class RegressionTask(TaskBase):
     def forward(
         self,
         x: Tensor,
-        labels: dict[str, dict[str, Tensor]] | None = None,
+        labels: Labels | None = None,
         pad_mask: Tensor | None = None,
         context: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from salt.data.batch import Labels
 from salt.models.configs import DenseConfig
 from salt.models.packing import Packing, packing_enabled
 from salt.tasks.base import TaskBase, elementwise, event_weights, require_sizes, valid_mask
@@ -202,9 +203,7 @@ class VertexingTask(TaskBase):
         """The pair net after its first Linear (activation, hidden layers, output)."""
         return self.net.net[1:](pre_activation).squeeze(-1)
 
-    def pair_targets(
-        self, labels: dict[str, dict[str, Tensor]], pad_mask: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+    def pair_targets(self, labels: Labels, pad_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Pair targets (B, L, L) and whether each pair takes part in the loss.
 
         Pairs take part when i != j and both constituents are real with a vertex index >= 0.
@@ -256,7 +255,7 @@ class VertexingTask(TaskBase):
     def forward(
         self,
         x: Tensor,
-        labels: dict[str, dict[str, Tensor]] | None = None,
+        labels: Labels | None = None,
         pad_mask: Tensor | None = None,
         context: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
@@ -296,7 +295,7 @@ class VertexingTask(TaskBase):
     def _forward_packed(
         self,
         x: Tensor,
-        labels: dict[str, dict[str, Tensor]] | None,
+        labels: Labels | None,
         packing: Packing,
         context: Tensor | None,
     ) -> tuple[Tensor, Tensor | None]:

@@ -9,10 +9,14 @@ they add the jet-level view to it. Every backbone returns ``(jet representation 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from salt.models.attention import MultiheadAttention, ScaledDotProductAttention
+from salt.models.contracts import BackboneSizes
 from salt.models.dense import make_activation
 from salt.models.zoo.embeddings import (
     EmbeddingConfig,
@@ -97,6 +101,11 @@ class MLP(nn.Module):
         disable_embeddings: feed the normalised features straight into the network.
     """
 
+    @classmethod
+    def config_sizes(cls, args: Mapping[str, Any]) -> BackboneSizes:
+        """The jet representation (``out_dim``); no per-constituent outputs."""
+        return BackboneSizes(int(args["out_dim"]), None)
+
     def __init__(
         self,
         variables: dict[str, list[str]] | None = None,
@@ -113,7 +122,8 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         variables = require_variables(variables, global_object, "MLP")
-        self.out_dim = out_dim
+        self.output_size: int = out_dim
+        self.constituent_size: int | None = None
         self.inputs = FlatInputs(
             variables, global_object, hidden_dim, embeddings, disable_embeddings, "MLP"
         )
@@ -155,6 +165,11 @@ class ResNet(nn.Module):
         Others as for :class:`MLP`.
     """
 
+    @classmethod
+    def config_sizes(cls, args: Mapping[str, Any]) -> BackboneSizes:
+        """The jet representation (``out_dim``); no per-constituent outputs."""
+        return BackboneSizes(int(args["out_dim"]), None)
+
     def __init__(
         self,
         variables: dict[str, list[str]] | None = None,
@@ -179,7 +194,8 @@ class ResNet(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"ResNet.dropout: expected a probability in [0, 1), got {dropout}")
-        self.out_dim = out_dim
+        self.output_size: int = out_dim
+        self.constituent_size: int | None = None
         self.inputs = FlatInputs(
             variables, global_object, hidden_dim, embeddings, disable_embeddings, "ResNet"
         )
@@ -293,6 +309,11 @@ class EventTransformer(nn.Module):
         Others as for :class:`MLP`.
     """
 
+    @classmethod
+    def config_sizes(cls, args: Mapping[str, Any]) -> BackboneSizes:
+        """The jet representation (``out_dim``); no per-constituent outputs."""
+        return BackboneSizes(int(args["out_dim"]), None)
+
     def __init__(
         self,
         variables: dict[str, list[str]] | None = None,
@@ -321,7 +342,8 @@ class EventTransformer(nn.Module):
             )
         if depth <= 0:
             raise ValueError(f"EventTransformer.depth: expected a positive int, got {depth}")
-        self.out_dim = out_dim
+        self.output_size: int = out_dim
+        self.constituent_size: int | None = None
         self.inputs = FlatInputs(
             variables, global_object, embed_dim, config, False, "EventTransformer"
         )
@@ -386,6 +408,11 @@ class CondOnlyMLP(nn.Module):
         Others as for :class:`MLP`.
     """
 
+    @classmethod
+    def config_sizes(cls, args: Mapping[str, Any]) -> BackboneSizes:
+        """The jet representation (``out_dim``); no per-constituent outputs."""
+        return BackboneSizes(int(args["out_dim"]), None)
+
     def __init__(
         self,
         variables: dict[str, list[str]] | None = None,
@@ -404,7 +431,8 @@ class CondOnlyMLP(nn.Module):
         variables = require_variables(variables, global_object, "CondOnlyMLP")
         if num_blocks < 0:
             raise ValueError(f"CondOnlyMLP.num_blocks: expected >= 0, got {num_blocks}")
-        self.out_dim = out_dim
+        self.output_size: int = out_dim
+        self.constituent_size: int | None = None
         self.inputs = FlatInputs(
             variables, global_object, hidden_dim, embeddings, disable_embeddings, "CondOnlyMLP"
         )

@@ -9,12 +9,14 @@ top-level backbone).
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol, cast
 
 import torch
 from torch import Tensor, nn
 
 from salt.models.attention import MultiheadAttention, ScaledDotProductAttention
+from salt.models.contracts import Backbone, BackboneSizes, backbone_sizes, check_backbone
 from salt.models.zoo.flat import require_variables
 
 FusionMode = Literal["add", "cat", "learn", "gate", "attn"]
@@ -46,10 +48,8 @@ def _build(
         module = child
     else:
         module = child(variables=variables, global_object=global_object)
-    width = getattr(module, "out_dim", None)
-    if not isinstance(width, int) or width <= 0:
-        raise ValueError(f"FusionBackbone.{name}: {type(module).__name__} has no int out_dim")
-    return module, width
+    check_backbone(module, f"FusionBackbone.{name}")
+    return module, cast(Backbone, module).output_size
 
 
 class FusionBackbone(nn.Module):
@@ -66,9 +66,7 @@ class FusionBackbone(nn.Module):
       jet by jet, how much of the flat one to take. With the flat token alone the softmax
       weight would always be 1, so the jagged token is offered as the alternative.
 
-    Per-constituent outputs are those of the jagged child. salt sizes constituent-level task
-    heads from ``out_dim`` for a backbone without ``embed_dim``, so with such tasks give the
-    jagged child ``embed_dim`` equal to ``out_dim``.
+    Per-constituent outputs are those of the jagged child, with its width.
 
     Args:
         jagged: the constituent backbone (e.g. ``DeepSets``, ``JaggedTransformer``).
@@ -81,6 +79,15 @@ class FusionBackbone(nn.Module):
         head_dim: width per head of the ``attn`` mode (default ``out_dim // num_heads``).
         attn_dropout: attention-weight dropout of the ``attn`` mode.
     """
+
+    @classmethod
+    def config_sizes(cls, args: Mapping[str, Any]) -> BackboneSizes:
+        """The fused jet (``out_dim``) and the jagged child's constituents."""
+        jagged = args["jagged"]
+        child = backbone_sizes(
+            jagged["class_path"], jagged.get("init_args") or {}, "FusionBackbone.jagged"
+        )
+        return BackboneSizes(int(args["out_dim"]), child.constituent)
 
     def __init__(
         self,
@@ -101,8 +108,9 @@ class FusionBackbone(nn.Module):
                 f"FusionBackbone.mode: expected add, cat, learn, gate or attn, got {mode!r}"
             )
         self.mode = mode
-        self.out_dim = out_dim
         self.jagged, j_dim = _build(jagged, "jagged", variables, global_object)
+        self.output_size: int = out_dim
+        self.constituent_size: int | None = cast(Backbone, self.jagged).constituent_size
         self.flat, f_dim = _build(flat, "flat", variables, global_object)
         self.cat: nn.Linear | None = None
         self.project_j: nn.Module = nn.Identity()

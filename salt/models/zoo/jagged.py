@@ -11,12 +11,14 @@ origin, vertexing) can run on top.
 from __future__ import annotations
 
 import itertools
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from salt.models.attention import MultiheadAttention, ScaledDotProductAttention
+from salt.models.contracts import BackboneSizes
 from salt.models.dense import make_activation
 from salt.models.zoo.embeddings import (
     EmbeddingConfig,
@@ -201,6 +203,11 @@ class DeepSets(nn.Module):
         embeddings: see ``EmbeddingConfig``; the token width defaults to phi's first width.
     """
 
+    @classmethod
+    def config_sizes(cls, args: Mapping[str, Any]) -> BackboneSizes:
+        """The jet (``out_dim``) and phi's output per constituent (``embed_dim``)."""
+        return BackboneSizes(int(args["out_dim"]), int(args["embed_dim"]))
+
     def __init__(
         self,
         variables: dict[str, list[str]] | None = None,
@@ -225,8 +232,9 @@ class DeepSets(nn.Module):
         self.pooling = ["mean"] if pooling is None else list(pooling)
         if not self.pooling or any(p not in ("mean", "sum", "max") for p in self.pooling):
             raise ValueError(f"DeepSets.pooling: expected some of mean, sum, max, got {pooling}")
-        self.out_dim = out_dim
         self.embed_dim = embed_dim
+        self.output_size: int = out_dim
+        self.constituent_size: int | None = embed_dim
         width = phi_layers[0] if phi_layers else embed_dim
         self.inputs = ConstituentInputs(
             variables, global_object, input_names, attach_global, width, embeddings, "DeepSets"
@@ -407,6 +415,11 @@ class JaggedTransformer(nn.Module):
         embeddings: see ``EmbeddingConfig``; the token width defaults to ``embed_dim``.
     """
 
+    @classmethod
+    def config_sizes(cls, args: Mapping[str, Any]) -> BackboneSizes:
+        """The jet (``out_dim``) and the model width per constituent (``embed_dim``)."""
+        return BackboneSizes(int(args["out_dim"]), int(args["embed_dim"]))
+
     def __init__(
         self,
         variables: dict[str, list[str]] | None = None,
@@ -441,8 +454,9 @@ class JaggedTransformer(nn.Module):
                 raise ValueError(f"{owner}.{key}: expected >= 0, got {value}")
         if predictor_pooling not in ("mean", "reshape"):
             raise ValueError(f"{owner}.predictor_pooling: expected mean or reshape")
-        self.out_dim = out_dim
         self.embed_dim = embed_dim
+        self.output_size: int = out_dim
+        self.constituent_size: int | None = embed_dim
         self.inputs = ConstituentInputs(
             variables, global_object, input_names, attach_global, embed_dim, embeddings, owner
         )

@@ -12,12 +12,15 @@ The helpers at the top (variable lookup, jet context) are shared by the other zo
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from itertools import pairwise
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from salt.models.attention import MultiheadAttention, ScaledDotProductAttention
+from salt.models.contracts import BackboneSizes
 from salt.models.edges import EPS, pair_features
 from salt.models.zoo.inputs import check_variables
 from salt.utils.modules import count_parameters
@@ -230,6 +233,11 @@ class ParticleTransformer(nn.Module):
     PARAMETERS) can be appended to every particle's inputs (``attach_global``), as GN2 does.
     """
 
+    @classmethod
+    def config_sizes(cls, args: Mapping[str, Any]) -> BackboneSizes:
+        """The jet (``out_dim``) and the particle embeddings (``embed_dim``)."""
+        return BackboneSizes(int(args["out_dim"]), int(args["embed_dim"]))
+
     def __init__(
         self,
         variables: dict[str, list[str]] | None = None,
@@ -305,7 +313,8 @@ class ParticleTransformer(nn.Module):
         self.input_name = input_name
         self.embed_dim = embed_dim
         self.num_layers, self.num_cls_layers = num_layers, num_cls_layers
-        self.out_dim = out_dim
+        self.output_size: int = out_dim
+        self.constituent_size: int | None = embed_dim
         self.context_names, n_context = context_groups(variables, global_object, attach_global)
 
         in_size = len(variables[input_name]) + n_context

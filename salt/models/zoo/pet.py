@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from salt.models.attention import MultiheadAttention
+from salt.models.contracts import BackboneSizes
 from salt.models.dense import Dense
 from salt.models.edges import EdgeFeatures, wrap_phi
 from salt.models.zoo.part import check_variables, context_groups, variable_column
@@ -232,6 +234,11 @@ class PET2(nn.Module):
 
     feature_columns: Tensor
 
+    @classmethod
+    def config_sizes(cls, args: Mapping[str, Any]) -> BackboneSizes:
+        """The jet and the points, both projected to ``out_dim``."""
+        return BackboneSizes(int(args["out_dim"]), int(args["out_dim"]))
+
     def __init__(
         self,
         variables: dict[str, list[str]] | None = None,
@@ -302,7 +309,8 @@ class PET2(nn.Module):
             raise ValueError(f"{owner}.base_dim: {dim} is not a multiple of num_heads={heads}")
         self.input_name = input_name
         self.base_dim, self.num_heads, self.num_layers = dim, heads, layers
-        self.out_dim = out_dim
+        self.output_size: int = out_dim
+        self.constituent_size: int | None = out_dim
 
         columns, self.pid_column = point_columns(
             variables, input_name, pid_variable, pid_values, owner

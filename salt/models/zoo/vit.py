@@ -9,12 +9,14 @@ depend on how constituents are ordered.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from salt.models.attention import ScaledDotProductAttention
+from salt.models.contracts import BackboneSizes
 from salt.models.dense import Dense
 from salt.models.transformer import TransformerEncoderLayer
 from salt.models.zoo.part import check_variables, context_groups, variable_column
@@ -77,6 +79,11 @@ class PointGlobalMixedViT(nn.Module):
 
     feature_columns: Tensor
 
+    @classmethod
+    def config_sizes(cls, args: Mapping[str, Any]) -> BackboneSizes:
+        """The jet (``out_dim``) and the points (``embed_dim``)."""
+        return BackboneSizes(int(args["out_dim"]), int(args["embed_dim"]))
+
     def __init__(
         self,
         variables: dict[str, list[str]] | None = None,
@@ -137,7 +144,8 @@ class PointGlobalMixedViT(nn.Module):
                 raise ValueError(f"{owner}.{argument}: expected a positive int, got {value}")
         self.input_name = input_name
         self.embed_dim = embed_dim
-        self.out_dim = out_dim
+        self.output_size: int = out_dim
+        self.constituent_size: int | None = embed_dim
 
         columns, self.pid_column = point_columns(
             variables, input_name, pid_variable, pid_values, owner
