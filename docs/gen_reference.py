@@ -16,6 +16,7 @@ default and the description from the Google-style ``Args:`` section of its docst
 
 from __future__ import annotations
 
+import html
 import importlib
 import inspect
 import pkgutil
@@ -170,8 +171,16 @@ def _type_text(annotation: Any) -> str:
     return text.replace("typing.", "")
 
 
+def _code_with_pipes(match: re.Match[str]) -> str:
+    """A code span holding ``|`` as HTML: in a table cell, Markdown would show the ``\\|``
+    that escapes it (``int \\| None``)."""
+    body = html.escape(match.group(1)).replace("|", "&#124;")
+    return f"<code>{body}</code>"
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    text = re.sub(r"`([^`]*\|[^`]*)`", _code_with_pipes, text.replace("\n", " "))
+    return text.replace("|", "\\|")  # pipes outside code spans
 
 
 def _summary(doc: str | None) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import shlex
 import shutil
@@ -235,3 +236,100 @@ def test_mkdocs_build_strict(tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert (tmp_path / "site" / "reference" / "config" / "models" / "index.html").is_file()
+
+
+# -- documented fits, run for real ---------------------------------------------------------------
+NEEDS_A_PREVIOUS_STEP = ("configs/GN2_muP.yaml",)  # base shapes from setup_muP first
+
+
+def runnable_fits() -> list[tuple[str, list[str]]]:
+    """The documented ``salt fit`` commands made only of shipped configs and options (no run
+    directory, S3 bucket, user file, several devices or earlier step)."""
+    out = []
+    for where, argv in COMMANDS:
+        if argv[:2] != ["salt", "fit"]:
+            continue
+        args = [a for a in argv[2:] if a != "--print_config"]
+        configs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--config", "-c")]
+        if any(a.startswith("$") or "s3" in a or "devices" in a or "ddp" in a for a in args):
+            continue
+        if not all((ROOT / c).is_file() for c in configs) or set(configs) & set(
+            NEEDS_A_PREVIOUS_STEP
+        ):
+            continue
+        out.append((where, args))
+    return out
+
+
+RUNNABLE_FITS = runnable_fits()
+
+
+@pytest.fixture(scope="module")
+def demo_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory as the docs assume one: ``configs/`` and a small ``data/demo`` (with
+    the process files of ``salt demo-data --processes``)."""
+    from salt.data.demo import generate_demo_data
+    from salt.data.demo_processes import write_process_files
+
+    work = tmp_path_factory.mktemp("checkout")
+    (work / "configs").symlink_to(ROOT / "configs")
+    demo = work / "data" / "demo"
+    generate_demo_data(demo, n_train=400, n_val=200, n_test=100, seed=3, block_size=400)
+    write_process_files(demo, ("train", "val"))
+    return work
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "where,args", RUNNABLE_FITS, ids=[f"{w}:{' '.join(a[-3:])}" for w, a in RUNNABLE_FITS]
+)
+def test_documented_fit_trains_on_tiny_data(
+    where: str, args: list[str], demo_checkout: Path, tmp_path: Path
+):
+    """As written (configs, fragments, options), in a fresh process, for two steps; configs that
+    do not read the demo data get its files."""
+    demo = demo_checkout / "data" / "demo"
+    tiny = [
+        "--data.num_workers=0",
+        "--trainer.max_epochs=1",
+        "--trainer.max_steps=2",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={tmp_path / 'logs'}",
+    ]
+    if "configs/GN2_demo.yaml" in args:
+        tiny.append("--data.num_train=-1")  # all of the small demo file (docs may ask for more)
+    else:
+        tiny += [
+            f"--data.train_file={demo / 'train.h5'}",
+            f"--data.val_file={demo / 'val.h5'}",
+            f"--data.test_file={demo / 'test.h5'}",
+            f"--data.norm_dict={demo / 'norm_dict.yaml'}",
+            f"--data.class_dict={demo / 'class_dict.yaml'}",
+            "--data.num_train=128",
+            "--data.num_val=64",
+            "--data.batch_size=64",
+        ]
+    done = subprocess.run(
+        [sys.executable, "-m", "salt", "fit", *args, *tiny],
+        cwd=demo_checkout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, f"{where}: salt fit {' '.join(args)}\n{done.stderr[-1500:]}"
+    assert list((tmp_path / "logs").glob("*/ckpts/*.ckpt"))
+
+
+def test_reference_tables_show_union_types_without_backslashes():
+    """``int | None`` in a table cell: as HTML code, not a code span that shows ``\\|``."""
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        import gen_reference
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    pages = gen_reference.generate()
+    text = "\n".join(pages.values())
+    assert "<code>" in text and "&#124;" in text
+    assert not re.search(r"`[^`\n]*\\\|[^`\n]*`", text), "a code span with an escaped pipe"
