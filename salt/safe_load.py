@@ -101,6 +101,19 @@ def unsafe_globals(path: Path) -> list[str]:
     return sorted(n for n in names if n not in _ALLOWED_NAMES)
 
 
+def validate_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """The checks of :func:`load_checkpoint` that need no unpickling: a complete archive that
+    refers to nothing beyond the allow-list."""
+    path = check_checkpoint_file(path)
+    refused = unsafe_globals(path)
+    if refused:
+        raise CheckpointError(
+            f"checkpoint '{path}' refers to {', '.join(refused[:3])}, which salt checkpoints "
+            "never contain; refused (unpickling it could run code)"
+        )
+    return path
+
+
 def load_checkpoint(
     path: str | os.PathLike[str],
     map_location: str | torch.device | Callable[..., Any] | None = "cpu",
@@ -119,13 +132,7 @@ def load_checkpoint(
             lacks a required key (the message names the file).
         FileNotFoundError: the file does not exist.
     """
-    path = check_checkpoint_file(path)
-    refused = unsafe_globals(path)
-    if refused:
-        raise CheckpointError(
-            f"checkpoint '{path}' refers to {', '.join(refused[:3])}, which salt checkpoints "
-            "never contain; refused (unpickling it could run code)"
-        )
+    path = validate_checkpoint(path)
     try:
         with safe_globals(list(ALLOWED_GLOBALS)):
             content = torch.load(path, map_location=map_location, weights_only=True)

@@ -48,6 +48,7 @@ from salt.data.paths import resolve_files
 from salt.errors import ConfigError
 from salt.redact import redact_yaml
 from salt.s3.cli import S3Session, prepare_s3
+from salt.safe_load import validate_checkpoint
 from salt.tasks.classification import ClassificationTask
 from salt.training.module import SaltModule
 from salt.utils.label_fields import merge_label_fields
@@ -186,6 +187,15 @@ class SaltCLI(LightningCLI):
             skip = set(self.subcommands()[subcommand])
             parser.add_method_arguments(self.trainer_class, subcommand, skip=skip)
         parser.link_arguments("name", "model.name")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads hyperparameters from ``--ckpt_path`` here with a bare ``torch.load``;
+        salt's checkpoints carry none (the run's config.yaml does), so the file is only checked,
+        by salt's loader: a broken or crafted checkpoint is one line naming it."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            validate_checkpoint(ckpt_path)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then derive sizes; ``--print_config`` prints the *derived* config."""
