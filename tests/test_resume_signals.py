@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from salt.callbacks.preemption import PREEMPTED_EXIT
+from salt.class_paths import ALLOW_ENV
 from salt.metrics_csv import HistoryWriter
 from salt.safe_load import load_checkpoint
 from tests.helpers import REPO, demo_fit_args
@@ -90,6 +91,12 @@ def fit_args(demo: Path, root: Path, *extra: str) -> list[str]:
 def signal_at(**init_args: object) -> str:
     spec = {"class_path": f"{__name__}.SignalAt", "init_args": init_args}
     return f"--trainer.callbacks+={json.dumps(spec)}"
+
+
+@pytest.fixture(autouse=True)
+def allow_this_module(monkeypatch) -> None:
+    """The test callback lives here, outside the packages salt imports by default."""
+    monkeypatch.setenv(ALLOW_ENV, __name__.split(".")[0])
 
 
 def metric_steps(run: Path, column: str) -> list[int]:
