@@ -13,7 +13,7 @@ from salt.models import GlobalAttentionPooling, InitNet, SaltModel, TransformerE
 from salt.models.contracts import Backbone, Encoder, MultiStreamEncoder, backbone_sizes
 from salt.models.cross_attention import TransformerCrossAttentionEncoder
 from salt.models.zoo import MLP, DeepSets, FusionBackbone
-from salt.tasks import ClassificationTask, main_task
+from salt.tasks import ClassificationTask, jet_classifications, main_task
 
 SALT = Path(__file__).resolve().parents[1] / "salt"
 VARS = {"jets": ["pt", "eta"], "tracks": ["d0", "z0", "dphi"]}
@@ -141,3 +141,27 @@ def test_main_task_is_the_first_jet_classification():
     jet = _task(4)
     assert main_task([track, jet], "jets") is jet
     assert main_task([track], "jets") is None
+
+
+def test_every_jet_classification_logs_accuracy_but_only_the_first_is_main():
+    first, second = _task(4), _task(4)
+    second.name = "second"
+    assert jet_classifications([first, second], "jets") == [first, second]
+    assert main_task([first, second], "jets") is first
+
+
+class _Labelled:
+    def label_fields(self) -> dict[str, list[str]]:
+        return {"jets": ["flavour_label", "pt"], "tracks": ["ftagTruthOriginLabel"]}
+
+
+def test_data_module_asks_the_model_for_its_labels():
+    from salt.data.datamodule import SaltDataModule
+
+    data = SaltDataModule("train.h5", "val.h5", "norm.yaml", {"jets": ["pt"], "tracks": ["d0"]})
+    data.request_labels({"jets": ["pt"]})  # a carried jet field, asked for first
+    data.read_labels_of(_Labelled())
+    assert data.label_fields == {
+        "jets": ["pt", "flavour_label"],
+        "tracks": ["ftagTruthOriginLabel"],
+    }

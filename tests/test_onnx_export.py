@@ -398,3 +398,23 @@ def test_input_names():
         "electron_mask",
         "n_electrons",
     )
+
+
+def test_to_onnx_reports_errors_through_salts_handler(monkeypatch, capsys):
+    """A user error is one line (2), an unexportable model one line (1), a bug its traceback."""
+    from salt.errors import UserError
+
+    def fail(error: Exception):
+        def export(*_a, **_k):
+            raise error
+
+        monkeypatch.setattr(onnx_export, "export_onnx", export)
+        code = to_onnx_main(["--ckpt_path", "run/ckpts/x.ckpt"])
+        return code, capsys.readouterr().err
+
+    code, err = fail(UserError("ckpt_path: no such run"))
+    assert code == 2 and err.strip() == "to_onnx: error: ckpt_path: no such run"
+    code, err = fail(onnx_export.ExportError("parity 0.5 > 1e-05"))
+    assert code == 1 and "parity 0.5 > 1e-05 (nothing written)" in err
+    code, err = fail(KeyError("internal"))  # raised outside a validation site: a bug
+    assert code == 1 and "Traceback" in err and "report it" in err

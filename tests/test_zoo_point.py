@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from salt.cli.main import main
 from salt.models.zoo import PET2, ParticleTransformer, PointGlobalMixedViT
-from salt.models.zoo.part import MaskedBatchNorm, count_parameters, part_pair_features
+from salt.models.zoo.embeddings import MaskedBatchNorm
+from salt.models.zoo.part import count_parameters, part_pair_features
 from salt.models.zoo.pet import PRESETS, KNNEdgeConv, PIDEmbedding, load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -280,11 +281,11 @@ def test_masked_batch_norm_uses_only_valid_entries():
     norm = MaskedBatchNorm(2, momentum=1.0)
     x = torch.tensor([[1.0, 10.0], [3.0, 30.0], [1e6, -1e6]])
     valid = torch.tensor([True, True, False])
-    out = norm(x, valid)
+    out = norm(x, ~valid)
     torch.testing.assert_close(out[:2], torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), atol=1e-4, rtol=0)
     torch.testing.assert_close(norm.running_mean, torch.tensor([2.0, 20.0]))
     torch.testing.assert_close(norm.running_var, torch.tensor([2.0, 200.0]))  # unbiased
-    norm(x, torch.zeros(3, dtype=torch.bool))  # nothing valid: statistics unchanged
+    norm(x, torch.ones(3, dtype=torch.bool))  # all padded: statistics unchanged
     torch.testing.assert_close(norm.running_mean, torch.tensor([2.0, 20.0]))
 
 

@@ -52,18 +52,14 @@ def katib_line(name: str, value: float) -> str:
 
 def default_metrics(pl_module: L.LightningModule) -> list[str]:
     """What salt's module logs at validation: the losses, jet-level accuracies, regularisers."""
-    from salt.tasks.classification import ClassificationTask
+    from salt.tasks.classification import jet_classifications
 
     names = ["train/loss", "val/loss"]
     model = getattr(pl_module, "model", None)
     tasks = list(getattr(model, "tasks", []))
     global_object = getattr(model, "global_object", "jets")
     names += [f"val/{task.name}_loss" for task in tasks]
-    names += [
-        f"val/{task.name}_accuracy"
-        for task in tasks
-        if isinstance(task, ClassificationTask) and task.input_name == global_object
-    ]
+    names += [f"val/{task.name}_accuracy" for task in jet_classifications(tasks, global_object)]
     names += [f"val/{reg.name}" for reg in getattr(pl_module, "regularisers", [])]
     return names
 

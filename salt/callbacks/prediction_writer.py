@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from salt.evaluation.predictions import LABEL_MAP_ATTRIBUTE, label_map_attribute
-from salt.tasks.classification import ClassificationTask
+from salt.tasks.classification import ClassificationTask, main_task
 from salt.tasks.vertexing import VertexingTask
 from salt.utils.claim import OutputClaim
 
@@ -132,14 +132,7 @@ class PredictionWriter(L.Callback):
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model: Any = pl_module.model  # type: ignore[attr-defined]
         self._tasks: list[Any] = list(model.tasks)
-        self._main_task = next(
-            (
-                t
-                for t in self._tasks
-                if isinstance(t, ClassificationTask) and t.input_name == self.global_object
-            ),
-            None,
-        )
+        self._main_task = main_task(self._tasks, self.global_object)
         self._aux = aux_output_names(self._tasks, self.global_object)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._rank, self._world = trainer.global_rank, trainer.world_size
@@ -168,9 +161,10 @@ class PredictionWriter(L.Callback):
             if not jet_level and not self.write_constituents:
                 continue
             target = columns.setdefault(task.input_name, {})
-            if task is self._main_task and isinstance(task, ClassificationTask):
-                probs = task.probabilities(output.float()).cpu().numpy()
-                for k, field in enumerate(output_field_names(self.tagger, task)):
+            main = self._main_task
+            if main is not None and task is main:
+                probs = main.probabilities(output.float()).cpu().numpy()
+                for k, field in enumerate(output_field_names(self.tagger, main)):
                     target[field] = probs[:, k]
                 continue
             mask = None if jet_level else pad_masks.get(task.input_name)

@@ -316,7 +316,7 @@ class SaltCLI(LightningCLI):
             return
         super().instantiate_classes()
         if self.subcommand_name != "predict":  # predict: no losses, no truth labels
-            self.datamodule.request_labels(self.model.label_fields())
+            self.datamodule.read_labels_of(self.model)
 
     # -- fit --------------------------------------------------------------------------------
     def before_fit(self) -> None:
@@ -420,7 +420,7 @@ class SaltCLI(LightningCLI):
         if not self.trainer.is_global_zero or not cfg.evaluation.run_evaluation:
             return
         from salt.evaluation.evaluate import evaluate_predictions
-        from salt.export.spec import main_task
+        from salt.tasks.classification import main_task
 
         task = main_task(list(self.model.model.tasks), self.datamodule.global_object)
         if task is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import h5py
@@ -19,6 +20,7 @@ from salt.data.paths import is_grouped, resolve_files, resolve_groups
 from salt.errors import UserError
 from salt.s3.config import S3Config
 from salt.utils.h5 import read_class_names
+from salt.utils.label_fields import LabelFields, LabelSource, merge_label_fields
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +168,7 @@ class SaltDataModule(L.LightningDataModule):
             if PARAMETERS
             else None
         )
-        self.label_fields: dict[str, list[str]] = {}
+        self.label_fields: LabelFields = {}
         self.datasets: dict[str, ChunkedH5Dataset] = {}
         if self.global_object not in self.variables:
             raise ValueError(
@@ -221,11 +223,14 @@ class SaltDataModule(L.LightningDataModule):
             input_name = self.global_object
         return self.input_map.get(input_name, input_name)
 
-    def request_labels(self, fields: dict[str, list[str]]) -> None:
-        """Tasks call this (through the CLI) with the label fields they need per input type."""
-        for name, names in fields.items():
-            current = self.label_fields.setdefault(name, [])
-            current.extend(n for n in names if n not in current)
+    def read_labels_of(self, model: LabelSource) -> None:
+        """Read the label fields ``model`` learns from (its tasks and regularisers name
+        them), asked once when the run is built."""
+        self.request_labels(model.label_fields())
+
+    def request_labels(self, fields: Mapping[str, Iterable[str]]) -> None:
+        """Read these label fields as well, e.g. the jet fields a predictions file carries."""
+        self.label_fields = merge_label_fields(self.label_fields, fields)
 
     def first_file(self, split: str = "train") -> Path:
         spec = self.files[split]

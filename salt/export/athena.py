@@ -447,32 +447,21 @@ __all__ = [
 ]
 
 
-def athena_main(args: Any) -> int:
-    """``to_onnx --athena``: the parsed ``to_onnx`` arguments in, the exit code out."""
-    import sys
-
-    from salt.cli.errors import USER_ERRORS, one_line
-
-    try:
-        result = export_athena(
-            args.ckpt_path,
-            config=args.config,
-            output=args.output,
-            name=args.name,
-            overwrite=args.overwrite,
-            opset=max(args.opset, ATHENA_OPSET),
-            tolerance=args.tolerance,
-            track_selection=args.track_selection,
-        )
-    except ExportError as err:
-        print(f"to_onnx: error: {err} (nothing written)", file=sys.stderr)
-        return 1
-    except USER_ERRORS as err:
-        print(f"to_onnx: error: {one_line(err)}", file=sys.stderr)
-        return 2
+def athena_main(args: Any) -> None:
+    """``to_onnx --athena``: export with the parsed ``to_onnx`` arguments and say what was
+    written; errors are reported by ``to_onnx`` (:func:`salt.cli.errors.run_cli`)."""
+    result = export_athena(
+        args.ckpt_path,
+        config=args.config,
+        output=args.output,
+        name=args.name,
+        overwrite=args.overwrite,
+        opset=max(args.opset, ATHENA_OPSET),
+        tolerance=args.tolerance,
+        track_selection=args.track_selection,
+    )
     print(
         f"{result.path}: Athena interface, outputs {', '.join(result.gnn_config['output_names'])}"
         f"; parity max discrepancy {result.max_diff:.2g} for 0..{result.counts_checked - 1} "
         "constituents"
     )
-    return 0

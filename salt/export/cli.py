@@ -1,7 +1,9 @@
 """``to_onnx`` and ``get_onnx_metadata``: the command-line faces of :mod:`salt.export`.
 
-Exit codes: 0 success, 1 the model cannot be exported or fails the parity check, 2 a usage
-error (missing file, existing output without --overwrite, unknown task, ...).
+Exit codes: 0 success, 1 the model cannot be exported or fails the parity check (or a bug,
+shown with its traceback), 2 a usage error (missing file, existing output without
+--overwrite, unknown task, ...). Errors are reported by salt's shared
+:func:`salt.cli.errors.run_cli`; ``--debug`` shows every traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import logging
 import sys
 
-from salt.cli.errors import USER_ERRORS, one_line
+from salt.cli.errors import USER_ERRORS, one_line, run_cli
 
 EXPORT_FAILED = 1
 USAGE_ERROR = 2
@@ -33,7 +35,6 @@ def to_onnx_main(argv: list[str] | None = None) -> int:
         DEFAULT_PARITY_JETS,
         DEFAULT_TOLERANCE,
         ExportError,
-        export_onnx,
     )
 
     parser = argparse.ArgumentParser(
@@ -71,36 +72,49 @@ def to_onnx_main(argv: list[str] | None = None) -> int:
         default="r22default",
         help="with --athena: the Athena track selection named in gnn_config",
     )
+    parser.add_argument("--debug", action="store_true", help="show every traceback")
     args = parser.parse_args(argv)
     _setup_logging()
+    failed = False
+
+    def export() -> None:
+        """Export; a model that cannot be exported (or fails parity) is reported here."""
+        nonlocal failed
+        try:
+            _export(args)
+        except ExportError as err:  # includes ParityError
+            print(f"to_onnx: error: {err} (nothing written)", file=sys.stderr)
+            failed = True
+
+    code = run_cli(export, list(sys.argv[1:] if argv is None else argv), prog="to_onnx")
+    return code or (EXPORT_FAILED if failed else 0)
+
+
+def _export(args: argparse.Namespace) -> None:
+    """The batched export (or, with ``--athena``, Athena's), with a line on what was written."""
+    from salt.export.onnx_export import export_onnx
+
     if args.athena:
         from salt.export.athena import athena_main
 
-        return athena_main(args)
-    try:
-        result = export_onnx(
-            args.ckpt_path,
-            config=args.config,
-            output=args.output,
-            name=args.name,
-            tasks=args.tasks,
-            overwrite=args.overwrite,
-            opset=args.opset,
-            tolerance=args.tolerance,
-            parity_jets=args.parity_jets,
-        )
-    except ExportError as err:  # includes ParityError
-        print(f"to_onnx: error: {err} (nothing written)", file=sys.stderr)
-        return EXPORT_FAILED
-    except USER_ERRORS as err:
-        print(f"to_onnx: error: {one_line(err)}", file=sys.stderr)
-        return USAGE_ERROR
+        athena_main(args)
+        return
+    result = export_onnx(
+        args.ckpt_path,
+        config=args.config,
+        output=args.output,
+        name=args.name,
+        tasks=args.tasks,
+        overwrite=args.overwrite,
+        opset=args.opset,
+        tolerance=args.tolerance,
+        parity_jets=args.parity_jets,
+    )
     parity = result.parity
     print(
         f"{result.path}: {len(result.metadata['outputs'])} outputs, parity max discrepancy "
         f"{parity.max_diff:.2g} (tolerance {parity.tolerance:g}) on {parity.num_jets} jets"
     )
-    return 0
 
 
 def metadata_main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
+from salt.errors import UserError
 from salt.mup.config import MuPConfig, MuPParameter, storeshapes_path, width_parameters
 
 if TYPE_CHECKING:
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 def _import_mup() -> Any:
     try:
         import mup
-    except ImportError:
-        raise ImportError(
+    except ImportError:  # the user's environment, not a bug: one line
+        raise UserError(
             "model.muP_config needs the mup package: pip install --no-deps mup==1.0.0"
         ) from None
     return mup

@@ -15,7 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from salt.cli.errors import USER_ERROR_EXIT, debug_requested, user_message
+from salt.cli.errors import run_cli
 
 log = logging.getLogger(__name__)
 PROG = "setup_muP"
@@ -112,7 +112,8 @@ def run(argv: list[str]) -> list[Path]:
 
 
 def setup_mup_main(argv: list[str] | None = None) -> int:
-    """The ``setup_muP`` command: 0 on success, 2 (one line on stderr) on a user error."""
+    """The ``setup_muP`` command: 0 on success, 2 (one line on stderr) on a user error, 1 with
+    the traceback on a bug (:func:`salt.cli.errors.run_cli`)."""
     args = list(sys.argv[1:] if argv is None else argv)
     salt_log = logging.getLogger("salt")
     if not salt_log.handlers:
@@ -121,27 +122,15 @@ def setup_mup_main(argv: list[str] | None = None) -> int:
         salt_log.addHandler(handler)
         salt_log.setLevel(logging.INFO)
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-    if debug_requested(args):
-        run(args)
-        return 0
+
+    def setup() -> None:
+        for path in run(args):
+            log.info("wrote %s", path)
+
     try:
-        paths = run(args)
+        return run_cli(setup, args, prog=PROG)
     except SystemExit as err:  # argparse: usage errors (2) and --help (0)
         return int(err.code or 0)
-    except (*_reported(),) as err:
-        print(f"{PROG}: error: {user_message(err, args)}", file=sys.stderr)
-        return USER_ERROR_EXIT
-    for path in paths:
-        log.info("wrote %s", path)
-    return 0
-
-
-def _reported() -> tuple[type[BaseException], ...]:
-    from argparse import ArgumentError
-
-    from salt.cli.errors import USER_ERRORS
-
-    return (*USER_ERRORS, ArgumentError, OSError, ImportError)
 
 
 __all__ = ["run", "setup_mup_main"]

@@ -1,7 +1,7 @@
 """Task heads: what the network predicts and how each prediction is scored."""
 
 from salt.tasks.base import TaskBase
-from salt.tasks.classification import ClassificationTask, main_task
+from salt.tasks.classification import ClassificationTask, jet_classifications, main_task
 from salt.tasks.regression import GaussianRegressionTask, RegressionTask
 from salt.tasks.vertexing import VertexingTask
 
@@ -11,5 +11,6 @@ __all__ = [
     "RegressionTask",
     "TaskBase",
     "VertexingTask",
+    "jet_classifications",
     "main_task",
 ]

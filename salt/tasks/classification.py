@@ -270,13 +270,19 @@ class ClassificationTask(TaskBase):
         return outputs
 
 
+def jet_classifications(tasks: Iterable[nn.Module], global_object: str) -> list[ClassificationTask]:
+    """The jet-level classification tasks, in model order (each logs an accuracy)."""
+    return [
+        task
+        for task in tasks
+        if isinstance(task, ClassificationTask) and task.input_name == global_object
+    ]
+
+
 def main_task(tasks: Iterable[nn.Module], global_object: str) -> ClassificationTask | None:
     """The model's main task: its first jet-level classification, whose outputs are the
-    tagger's ``<name>_p<flavour>`` (predictions file, ONNX, evaluation, accuracy logging)."""
-    for task in tasks:
-        if isinstance(task, ClassificationTask) and task.input_name == global_object:
-            return task
-    return None
+    tagger's ``<name>_p<flavour>`` (predictions file, ONNX, Athena, evaluation)."""
+    return next(iter(jet_classifications(tasks, global_object)), None)
 
 
-__all__ = ["ClassificationTask", "main_task"]
+__all__ = ["ClassificationTask", "jet_classifications", "main_task"]

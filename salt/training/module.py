@@ -13,7 +13,7 @@ from salt.data.normalisation import Normaliser, load_norm_dict
 from salt.losses.disco import Regulariser
 from salt.models.saltmodel import SaltModel
 from salt.mup.config import MuPConfig
-from salt.tasks.classification import ClassificationTask
+from salt.tasks.classification import jet_classifications
 from salt.training.class_dict import apply_class_dict
 from salt.training.finetune import InitWeights, freeze_modules, load_selected, select_weights
 from salt.training.optim import (
@@ -198,10 +198,7 @@ class SaltModule(L.LightningModule):
 
     def _log_accuracy(self, batch: Batch, outputs: dict[str, Tensor], stage: str) -> None:
         _, _, labels = batch
-        for task in self.model.tasks:
-            jet_level = task.input_name == self.model.global_object
-            if not jet_level or not isinstance(task, ClassificationTask):
-                continue
+        for task in jet_classifications(self.model.tasks, self.model.global_object):
             target = task.targets(labels)
             keep = target >= 0
             correct = (outputs[task.name].argmax(-1) == target) & keep

@@ -7,9 +7,17 @@ way (order kept, each field once), before the data module is asked for them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 LabelFields = dict[str, list[str]]
 """``{input type: [field, ...]}``, e.g. ``{"jets": ["flavour_label"], "tracks": [...]}``."""
+
+
+class LabelSource(Protocol):
+    """What the data module asks for the labels to read: the model (its tasks and
+    regularisers) names them."""
+
+    def label_fields(self) -> LabelFields: ...
 
 
 def merge_label_fields(*sources: Mapping[str, Iterable[str]]) -> LabelFields:

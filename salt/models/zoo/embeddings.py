@@ -94,15 +94,17 @@ def check_categorical(config: EmbeddingConfig, variables: dict[str, list[str]], 
 class MaskedBatchNorm(nn.Module):
     """Batch normalisation over the last dimension using only the real (unpadded) entries.
 
-    ``nn.BatchNorm1d`` would count padded constituents in its statistics, so jets with few
-    tracks would shift the normalisation; here padding has zero weight. Evaluation uses running
-    statistics, so the exported graph is a plain affine map.
+    ``nn.BatchNorm1d`` would count padded constituents (or pairs) in its statistics, so the
+    result would depend on how much padding a batch carries; here padding has zero weight and
+    comes out as zero. A batch without real entries leaves the running statistics alone.
+    Evaluation uses the running statistics, so the exported graph is a plain affine map.
     """
 
     running_mean: Tensor
     running_var: Tensor
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        """Build the affine parameters and running statistics of ``num_features`` channels."""
         super().__init__()
         self.momentum = momentum
         self.eps = eps
@@ -113,25 +115,30 @@ class MaskedBatchNorm(nn.Module):
 
     def forward(self, x: Tensor, pad_mask: Tensor | None = None) -> Tensor:
         """Normalise x (..., C); ``pad_mask`` (x.shape[:-1], True = padded) excludes entries."""
+        padded = None if pad_mask is None else pad_mask.unsqueeze(-1)
         if self.training:
             dims = tuple(range(x.dim() - 1))
-            if pad_mask is None:
-                weight = torch.ones_like(x[..., :1])
-            else:
-                weight = (~pad_mask).unsqueeze(-1).to(x.dtype)
-            count = weight.sum(dims)
-            mean = (x * weight).sum(dims) / count.clamp(min=1.0)
-            var = ((x - mean).square() * weight).sum(dims) / count.clamp(min=1.0)
+            real = x if padded is None else x.masked_fill(padded, 0.0)
+            count = (
+                x.new_tensor(float(x[..., 0].numel()))
+                if padded is None
+                else (~padded).sum(dims).to(x.dtype)
+            )
+            n = count.clamp_min(1.0)
+            mean = real.sum(dims) / n
+            centred = (x - mean).square()
+            if padded is not None:
+                centred = centred.masked_fill(padded, 0.0)
+            var = centred.sum(dims) / n
             with torch.no_grad():
-                unbiased = var * count / (count - 1).clamp(min=1.0)
-                self.running_mean.lerp_(mean.detach(), self.momentum)
-                self.running_var.lerp_(unbiased.detach(), self.momentum)
+                weight = self.momentum * (count > 0).to(x.dtype)
+                unbiased = var * n / (n - 1.0).clamp_min(1.0)
+                self.running_mean.lerp_(mean, weight)
+                self.running_var.lerp_(unbiased, weight)
         else:
             mean, var = self.running_mean, self.running_var
         out = (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
-        if pad_mask is not None:
-            out = out.masked_fill(pad_mask.unsqueeze(-1), 0.0)
-        return out
+        return out if padded is None else out.masked_fill(padded, 0.0)
 
 
 class PiecewiseLinearEncoding(nn.Module):

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from salt.models.attention import MultiheadAttention, ScaledDotProductAttention
 from salt.models.contracts import BackboneSizes
 from salt.models.edges import EPS, pair_features
+from salt.models.zoo.embeddings import MaskedBatchNorm
 from salt.models.zoo.inputs import check_variables
 from salt.utils.modules import count_parameters
 
@@ -54,47 +55,6 @@ def context_groups(
     if variables.get(PARAMETERS):
         groups.append(PARAMETERS)
     return groups, sum(len(variables[g]) for g in groups)
-
-
-class MaskedBatchNorm(nn.Module):
-    """Batch norm over the last dimension whose batch statistics skip padded entries.
-
-    ParT normalises its pair features with batch norm; counting padded pairs would make the result
-    depend on how much padding a batch carries, so only valid entries enter the statistics.
-    Evaluation uses the running statistics and is a plain affine map (exports to ONNX).
-    """
-
-    running_mean: Tensor
-    running_var: Tensor
-
-    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
-        """Build the affine parameters and running statistics of ``num_features`` channels."""
-        super().__init__()
-        self.momentum = momentum
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(num_features))
-        self.bias = nn.Parameter(torch.zeros(num_features))
-        self.register_buffer("running_mean", torch.zeros(num_features))
-        self.register_buffer("running_var", torch.ones(num_features))
-
-    def forward(self, x: Tensor, valid: Tensor) -> Tensor:
-        """Normalise x (..., F); ``valid`` (...) is True where an entry counts."""
-        if self.training:
-            keep = valid.unsqueeze(-1)
-            dims = tuple(range(x.dim() - 1))
-            count = keep.sum(dims).to(x.dtype)  # (F,), all equal
-            n = count.clamp_min(1.0)
-            mean = x.masked_fill(~keep, 0.0).sum(dims) / n
-            var = (x - mean).pow(2).masked_fill(~keep, 0.0).sum(dims) / n
-            with torch.no_grad():
-                # a batch without valid entries leaves the running statistics alone
-                weight = self.momentum * (count > 0).to(x.dtype)
-                unbiased = var * n / (n - 1.0).clamp_min(1.0)
-                self.running_mean.lerp_(mean, weight)
-                self.running_var.lerp_(unbiased, weight)
-        else:
-            mean, var = self.running_mean, self.running_var
-        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
 def part_pair_features(
@@ -137,10 +97,11 @@ class PairEmbedding(nn.Module):
 
     def forward(self, features: Tensor, valid: Tensor) -> Tensor:
         """Map features (B, L, L, F) of valid pairs (B, L, L) to a bias (B, H, L, L), else 0."""
-        features = features.masked_fill(~valid.unsqueeze(-1), 0.0)
-        x = self.input_norm(features, valid)
+        padded = ~valid
+        features = features.masked_fill(padded.unsqueeze(-1), 0.0)
+        x = self.input_norm(features, padded)
         for linear, norm in zip(self.linears, self.norms):
-            x = self.act(norm(linear(x), valid))
+            x = self.act(norm(linear(x), padded))
         bias = self.out(x).permute(0, 3, 1, 2)
         return bias.masked_fill(~valid.unsqueeze(1), 0.0)
 
@@ -419,7 +380,6 @@ class ParticleTransformer(nn.Module):
 
 
 __all__ = [
-    "MaskedBatchNorm",
     "PairEmbedding",
     "ParticleAttentionBlock",
     "ParticleTransformer",

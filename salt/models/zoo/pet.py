@@ -24,7 +24,7 @@ from salt.models.attention import MultiheadAttention
 from salt.models.contracts import BackboneSizes
 from salt.models.dense import Dense
 from salt.models.edges import EdgeFeatures, wrap_phi
-from salt.models.zoo.part import check_variables, context_groups, variable_column
+from salt.models.zoo.points import PIDEmbedding, PointCloudBackbone
 from salt.training.finetune import read_state_dict
 
 log = logging.getLogger(__name__)
@@ -35,52 +35,6 @@ PRESETS: dict[str, tuple[int, int, int]] = {
     "medium": (512, 16, 12),
     "large": (1024, 32, 28),
 }
-
-
-class PIDEmbedding(nn.Module):
-    """A learned vector per particle-ID code, so that IDs act as categories, not magnitudes.
-
-    Codes not in ``values`` (and padding) share one extra "other" vector.
-    """
-
-    codes: Tensor
-
-    def __init__(self, values: list[int], dim: int) -> None:
-        """Build an embedding table for the integer codes ``values`` plus "other"."""
-        super().__init__()
-        if not values or len(set(values)) != len(values):
-            raise ValueError(f"pid_values: expected distinct integer codes, got {values}")
-        self.register_buffer("codes", torch.tensor(values, dtype=torch.float32), persistent=False)
-        self.num_codes = len(values)
-        self.embed = nn.Embedding(len(values) + 1, dim)
-
-    def forward(self, pid: Tensor) -> Tensor:
-        """Map raw codes (B, L) to embeddings (B, L, dim)."""
-        match = pid.round().unsqueeze(-1) == self.codes
-        other = torch.full_like(pid, float(self.num_codes))
-        index = torch.where(match.any(-1), match.float().argmax(-1).to(pid.dtype), other)
-        return self.embed(index.long())
-
-
-def point_columns(
-    variables: dict[str, list[str]],
-    input_name: str,
-    pid_variable: str | None,
-    pid_values: list[int] | None,
-    owner: str,
-) -> tuple[list[int], int | None]:
-    """Columns of the continuous point features and of the PID code (kept out of them)."""
-    if pid_variable is None:
-        if pid_values:
-            raise ValueError(f"{owner}.pid_values: given without a pid_variable to read them from")
-        return list(range(len(variables[input_name]))), None
-    if not pid_values:
-        raise ValueError(f"{owner}.pid_values: needed with pid_variable='{pid_variable}'")
-    pid = variable_column(variables, input_name, pid_variable, owner, "pid_variable")
-    features = [i for i in range(len(variables[input_name])) if i != pid]
-    if not features:
-        raise ValueError(f"{owner}: data.variables[{input_name}] has no variable besides the PID")
-    return features, pid
 
 
 class KNNEdgeConv(nn.Module):
@@ -224,15 +178,13 @@ def load_pretrained(module: nn.Module, path: str | Path, owner: str) -> Pretrain
     return report
 
 
-class PET2(nn.Module):
+class PET2(PointCloudBackbone):
     """Point-edge transformer with local kNN features, a jet token and pairwise attention bias.
 
     ``forward`` returns the class token (B, out_dim) and the points (B, L, out_dim): both pass
     the final norm and the output projection, which is why the width is called ``base_dim`` here
     (salt sizes constituent tasks from ``out_dim`` then).
     """
-
-    feature_columns: Tensor
 
     @classmethod
     def config_sizes(cls, args: Mapping[str, Any]) -> BackboneSizes:
@@ -289,7 +241,6 @@ class PET2(nn.Module):
         """
         super().__init__()
         owner = "PET2"
-        variables = check_variables(variables, input_name, owner)
         if preset not in PRESETS:
             raise ValueError(f"{owner}.preset: expected one of {list(PRESETS)}, got '{preset}'")
         dim, heads, layers = PRESETS[preset]
@@ -307,41 +258,17 @@ class PET2(nn.Module):
                 raise ValueError(f"{owner}.{argument}: expected a positive int, got {value}")
         if dim % heads:
             raise ValueError(f"{owner}.base_dim: {dim} is not a multiple of num_heads={heads}")
-        self.input_name = input_name
         self.base_dim, self.num_heads, self.num_layers = dim, heads, layers
         self.output_size: int = out_dim
         self.constituent_size: int | None = out_dim
 
-        columns, self.pid_column = point_columns(
-            variables, input_name, pid_variable, pid_values, owner
+        variables = self._build_points(
+            variables, input_name, dim, "GELU", pid_variable, pid_values, coord_variables, owner
         )
-        self.register_buffer("feature_columns", torch.tensor(columns), persistent=False)
-        self.embed = Dense(len(columns), dim, [dim], activation="GELU")
-        self.pid_embed = None
-        if self.pid_column is not None:
-            assert pid_values is not None
-            self.pid_embed = PIDEmbedding(pid_values, dim)
-        coords = ["deta", "dphi"] if coord_variables is None else list(coord_variables)
-        if len(coords) != 2:
-            raise ValueError(f"{owner}.coord_variables: expected two names, got {coords}")
-        self.coord_columns = [
-            variable_column(variables, input_name, name, owner, "coord_variables")
-            for name in coords
-        ]
         self.local = KNNEdgeConv(dim, num_neighbours)
-
-        self.context_names, n_context = context_groups(variables, global_object)
-        if global_token and not n_context:
-            raise ValueError(
-                f"{owner}.global_token: data.variables has no '{global_object}' or PARAMETERS "
-                "variables to build it from; set global_token: false"
-            )
-        self.global_embed = (
-            Dense(n_context, dim, [dim], activation="GELU") if global_token else None
+        self.global_embed = self._build_tokens(
+            variables, global_object, dim, "GELU", global_token, "global_token", owner
         )
-        self.cls_token = nn.Parameter(torch.empty(1, 1, dim))
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        self.num_tokens = 2 if global_token else 1
 
         features = ["dR", "kt", "z", "mass"] if pair_features is None else list(pair_features)
         self.pair_bias: EdgeFeatures | None = None
@@ -368,23 +295,12 @@ class PET2(nn.Module):
         raw_inputs: dict[str, Tensor],
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Return the jet representation (B, out_dim) and the points (B, L, out_dim)."""
-        mask = pad_masks[self.input_name]
+        h, raw, mask = self._embed_points(inputs, pad_masks, raw_inputs)
         padded = mask.unsqueeze(-1)
-        x = inputs[self.input_name].masked_fill(padded, 0.0)
-        raw = raw_inputs[self.input_name].masked_fill(padded, 0.0)
-        h = self.embed(x.index_select(-1, self.feature_columns))
-        if self.pid_embed is not None:
-            h = h + self.pid_embed(raw[..., self.pid_column])
         h = self.local(h.masked_fill(padded, 0.0), raw[..., self.coord_columns], mask)
-
-        batch = h.shape[0]
-        tokens = [self.cls_token.expand(batch, -1, -1)]
-        if self.global_embed is not None:
-            context = torch.cat([inputs[name] for name in self.context_names], dim=-1)
-            tokens.append(self.global_embed(context).unsqueeze(1))
-        seq = torch.cat([*tokens, h.masked_fill(padded, 0.0)], dim=1)
-        token_mask = torch.zeros(batch, self.num_tokens, dtype=torch.bool, device=mask.device)
-        seq_mask = torch.cat([token_mask, mask], dim=1)
+        seq, seq_mask = self._with_tokens(
+            h.masked_fill(padded, 0.0), mask, inputs, self.global_embed
+        )
         bias = None
         if self.pair_bias is not None:
             n = self.num_tokens

@@ -214,9 +214,10 @@ def calculate_quantiles_main(argv: list[str] | None = None) -> int:
     """``salt calculate_quantiles --config CONFIG... --bins N [--out PATH] [--num_jets N]``.
 
     ``--out`` defaults to ``ple_bins_<N>.yaml`` next to the (first) training file; an existing
-    output is kept unless ``--force``. Exit code 2 with one line on stderr for user errors.
+    output is kept unless ``--force``. Errors are reported by :func:`salt.cli.errors.run_cli`:
+    one line and exit code 2 for user errors, the traceback and exit code 1 for bugs.
     """
-    from salt.cli.errors import USER_ERROR_EXIT, USER_ERRORS, one_line
+    from salt.cli.errors import run_cli
 
     parser = argparse.ArgumentParser(
         prog="salt calculate_quantiles",
@@ -238,9 +239,10 @@ def calculate_quantiles_main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="replace an existing output",
     )
+    parser.add_argument("--debug", action="store_true", help="show every traceback")
     args = parser.parse_args(argv)
-    user_errors: tuple[type[BaseException], ...] = (*USER_ERRORS, OSError)
-    try:
+
+    def write() -> None:
         from salt.cli.salt_cli import read_data_config
 
         data = read_data_config(args.config)
@@ -249,13 +251,12 @@ def calculate_quantiles_main(argv: list[str] | None = None) -> int:
         if out is None:
             out = Path(content["train_file"][0]).with_name(f"ple_bins_{args.bins}.yaml")
         path = write_bin_edges(content, out, force=args.force)
-    except user_errors as err:
-        print(f"salt calculate_quantiles: error: {one_line(err)}", file=sys.stderr)
-        return USER_ERROR_EXIT
-    n_vars = sum(len(t) for t in content["edges"].values())
-    log.info("wrote %d bins for %d variables to %s", args.bins, n_vars, path)
-    print(f"{path}  ({n_vars} variables, up to {args.bins} bins each)")
-    return 0
+        n_vars = sum(len(t) for t in content["edges"].values())
+        log.info("wrote %d bins for %d variables to %s", args.bins, n_vars, path)
+        print(f"{path}  ({n_vars} variables, up to {args.bins} bins each)")
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_cli(write, argv, prog="salt calculate_quantiles")
 
 
 __all__ = [

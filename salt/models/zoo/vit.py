@@ -17,10 +17,8 @@ from torch import Tensor, nn
 
 from salt.models.attention import ScaledDotProductAttention
 from salt.models.contracts import BackboneSizes
-from salt.models.dense import Dense
 from salt.models.transformer import TransformerEncoderLayer
-from salt.models.zoo.part import check_variables, context_groups, variable_column
-from salt.models.zoo.pet import PIDEmbedding, point_columns
+from salt.models.zoo.points import PointCloudBackbone
 
 
 class CoordinateEncoding(nn.Module):
@@ -70,14 +68,12 @@ class CoordinateEncoding(nn.Module):
         return self.mlp(torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1))
 
 
-class PointGlobalMixedViT(nn.Module):
+class PointGlobalMixedViT(PointCloudBackbone):
     """Pre-norm transformer over [CLS; event; points] with coordinate encodings.
 
     The CLS token, after the final norm, is the jet representation; the points, after the same
     norm, are returned for constituent tasks (width ``embed_dim``).
     """
-
-    feature_columns: Tensor
 
     @classmethod
     def config_sizes(cls, args: Mapping[str, Any]) -> BackboneSizes:
@@ -132,7 +128,6 @@ class PointGlobalMixedViT(nn.Module):
         """
         super().__init__()
         owner = "PointGlobalMixedViT"
-        variables = check_variables(variables, input_name, owner)
         for argument, value in (
             ("embed_dim", embed_dim),
             ("num_heads", num_heads),
@@ -142,27 +137,20 @@ class PointGlobalMixedViT(nn.Module):
         ):
             if value <= 0:
                 raise ValueError(f"{owner}.{argument}: expected a positive int, got {value}")
-        self.input_name = input_name
         self.embed_dim = embed_dim
         self.output_size: int = out_dim
         self.constituent_size: int | None = embed_dim
 
-        columns, self.pid_column = point_columns(
-            variables, input_name, pid_variable, pid_values, owner
+        variables = self._build_points(
+            variables,
+            input_name,
+            embed_dim,
+            activation,
+            pid_variable,
+            pid_values,
+            coord_variables,
+            owner,
         )
-        self.register_buffer("feature_columns", torch.tensor(columns), persistent=False)
-        self.embed = Dense(len(columns), embed_dim, [embed_dim], activation=activation)
-        self.pid_embed = None
-        if self.pid_column is not None:
-            assert pid_values is not None
-            self.pid_embed = PIDEmbedding(pid_values, embed_dim)
-        coords = ["deta", "dphi"] if coord_variables is None else list(coord_variables)
-        if len(coords) != 2:
-            raise ValueError(f"{owner}.coord_variables: expected two names, got {coords}")
-        self.coord_columns = [
-            variable_column(variables, input_name, name, owner, "coord_variables")
-            for name in coords
-        ]
         try:
             self.pos_encoding = CoordinateEncoding(
                 embed_dim, pos_encoding, min_frequency, max_frequency
@@ -170,18 +158,9 @@ class PointGlobalMixedViT(nn.Module):
         except ValueError as err:
             raise ValueError(f"{owner}.{err}") from None
 
-        self.context_names, n_context = context_groups(variables, global_object)
-        if event_token and not n_context:
-            raise ValueError(
-                f"{owner}.event_token: data.variables has no '{global_object}' or PARAMETERS "
-                "variables to build it from; set event_token: false"
-            )
-        self.event_embed = (
-            Dense(n_context, embed_dim, [embed_dim], activation=activation) if event_token else None
+        self.event_embed = self._build_tokens(
+            variables, global_object, embed_dim, activation, event_token, "event_token", owner
         )
-        self.cls_token = nn.Parameter(torch.empty(1, 1, embed_dim))
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        self.num_tokens = 2 if event_token else 1
 
         try:
             self.blocks = nn.ModuleList(
@@ -211,23 +190,10 @@ class PointGlobalMixedViT(nn.Module):
         raw_inputs: dict[str, Tensor],
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Return the jet representation (B, out_dim) and the points (B, L, embed_dim)."""
-        mask = pad_masks[self.input_name]
+        h, raw, mask = self._embed_points(inputs, pad_masks, raw_inputs)
         padded = mask.unsqueeze(-1)
-        x = inputs[self.input_name].masked_fill(padded, 0.0)
-        raw = raw_inputs[self.input_name].masked_fill(padded, 0.0)
-        h = self.embed(x.index_select(-1, self.feature_columns))
-        if self.pid_embed is not None:
-            h = h + self.pid_embed(raw[..., self.pid_column])
         h = (h + self.pos_encoding(raw[..., self.coord_columns])).masked_fill(padded, 0.0)
-
-        batch = h.shape[0]
-        tokens = [self.cls_token.expand(batch, -1, -1)]
-        if self.event_embed is not None:
-            context = torch.cat([inputs[name] for name in self.context_names], dim=-1)
-            tokens.append(self.event_embed(context).unsqueeze(1))
-        seq = torch.cat([*tokens, h], dim=1)
-        token_mask = torch.zeros(batch, self.num_tokens, dtype=torch.bool, device=mask.device)
-        seq_mask = torch.cat([token_mask, mask], dim=1)
+        seq, seq_mask = self._with_tokens(h, mask, inputs, self.event_embed)
         for block in self.blocks:
             seq = block(seq, seq_mask)
         seq = self.norm(seq)
