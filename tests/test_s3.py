@@ -119,7 +119,8 @@ def secret_free(root: Path, secret: str) -> None:
 
 # -- download_S3 ----------------------------------------------------------------------------
 def write_configs(s3: Env, download_path: Path, **data: Any) -> list[str]:
-    """Two YAML files, the second overriding (and completing) the first."""
+    """Two YAML files, the second overriding (and completing) the first; as in ``salt fit``,
+    a later ``config_S3`` replaces an earlier one whole, so the second repeats the server."""
     first = {
         "data": {
             "train_file": "wrong/should_be_overridden.h5",
@@ -132,6 +133,7 @@ def write_configs(s3: Env, download_path: Path, **data: Any) -> list[str]:
             "train_file": "inputs/train.h5",
             "norm_dict": "inputs/norm_dict.yaml",
             "config_S3": {
+                **s3.server.config(s3.bucket),
                 "download_S3": True,
                 "download_path": str(download_path),
                 "download_files": ["train_file", "norm_dict"],
@@ -698,3 +700,16 @@ def test_print_config_hides_the_keys(s3: Env, capsys):
     out = capsys.readouterr().out
     assert "${AWS_SECRET_ACCESS_KEY}" in out and s3.server.secret_key not in out
     assert not list(s3.tmp.rglob("train.h5"))  # printing downloads nothing
+
+
+def test_download_s3_reads_the_data_section_as_salt_fit_does(tmp_path: Path, capsys):
+    """The data section is read by salt's parser: a later config_S3 replaces an earlier one
+    whole (as in salt fit), instead of being merged key by key into it."""
+    first = {"data": {"train_file": "inputs/train.h5", "config_S3": {"bucket": "salt-data"}}}
+    second = {"data": {"config_S3": {"download_S3": True, "download_files": ["train_file"]}}}
+    paths = []
+    for name, content in (("a.yaml", first), ("b.yaml", second)):
+        (tmp_path / name).write_text(yaml.safe_dump(content))
+        paths += ["--config", str(tmp_path / name)]
+    assert download_s3_main(paths) == 2
+    assert "data.config_S3.bucket is not set" in capsys.readouterr().err

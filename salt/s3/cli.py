@@ -89,7 +89,10 @@ def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_configs(paths: Sequence[str | Path]) -> dict[str, Any]:
-    """The YAML files merged in order (later files override earlier ones).
+    """The YAML files merged in order (later files override earlier ones), for what must be
+    read before salt's parser runs (S3 credentials to fetch an ``s3://`` config) and for the
+    sections ``download_S3`` carries over unread; the ``data`` section it acts on is read by
+    salt's parser (:func:`salt.cli.salt_cli.read_data_config`).
 
     Raises:
         FileNotFoundError: a file is missing.  ValueError: a file is not a YAML mapping.
@@ -543,8 +546,14 @@ def download_s3_main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(args)
 
     def run() -> None:
+        from salt.cli.salt_cli import read_data_config
+
+        # an s3:// config is fetched before parsing; the data section is then read by salt's
+        # parser, as salt fit reads it; the other sections are carried over as written
         configs = list(localize_config_args(_as_config_args(options.config))[1::2])
-        config, results = download_data(load_configs(configs), options.progress)
+        written = {k: v for k, v in load_configs(configs).items() if k != "data"}
+        config = {**written, "data": read_data_config(configs)}
+        config, results = download_data(config, options.progress)
         conf = config["data"].get("config_S3") or {}
         base = Path(conf.get("download_path") or cache_root())
         output = Path(options.output) if options.output else base / "config_local.yaml"
