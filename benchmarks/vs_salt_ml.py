@@ -21,6 +21,7 @@ Both need ``/usr/bin/time`` for the peak memory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import subprocess
@@ -143,6 +144,8 @@ def test_both(args: argparse.Namespace, out: Path, fits: dict, evaluate: bool = 
 
 def rejection_table(pred_file: Path, test_file: Path, fc: float) -> dict:
     """Light and c rejections (with binomial uncertainties) at the b-efficiency points."""
+    with contextlib.suppress(ImportError):  # salt-ml compresses with HDF5 filter plugins
+        import hdf5plugin  # noqa: F401
     with h5py.File(pred_file) as f:
         jets = f["jets"]
         names = jets.dtype.names or ()
