@@ -17,17 +17,26 @@ SECRET_KEYS = (
     "secret_key",
     "access_key",
     "password",
-    "token",
+    "api_token",
+    "access_token",
+    "auth_token",
+    "refresh_token",
 )
+# keys named exactly like this (``token: ...``), not as a suffix: ``global_token`` or
+# ``use_cls_token`` are network options
+EXACT_SECRET_KEYS = ("token",)
 PLACEHOLDER = "<redacted>"
 
 _SECRET_LINE = re.compile(
-    r"^(?P<lead>\s*(?:- )?(?P<key>[\w.]*(?:"
+    r"^(?P<lead>\s*(?:- )?(?P<key>(?:[\w.]*(?:"
     + "|".join(re.escape(k) for k in SECRET_KEYS)
-    + r")):[ \t]+)(?P<value>\S.*)$",
+    + r")|(?:[\w]*\.)?(?:"
+    + "|".join(re.escape(k) for k in EXACT_SECRET_KEYS)
+    + r"))):[ \t]+)(?P<value>\S.*)$",
     re.IGNORECASE | re.MULTILINE,
 )
-_KEEP = ("null", "~", "''", '""', PLACEHOLDER)
+# values that are never secrets: unset, booleans
+_KEEP = ("null", "~", "''", '""', "true", "false", PLACEHOLDER)
 
 
 def _replace(match: re.Match[str]) -> str:

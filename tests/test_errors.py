@@ -397,7 +397,7 @@ CASES = [
     Case(
         "garbage-hdf5",
         lambda env: env.files(val_file=env.write("garbage.h5", "this is not HDF5\n" * 100)),
-        ("data.val_file", "garbage.h5", "not a readable HDF5 file"),
+        ("data.val_file", "garbage.h5", "is not an HDF5 file"),
     ),
     Case(
         "truncated-hdf5",

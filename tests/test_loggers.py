@@ -135,14 +135,14 @@ def test_run_dir_loggers_unit(tmp_path: Path):
     ]
     loggers = run_dir_loggers(spec, tmp_path / "run")
     assert [lg.class_path for lg in loggers] == [
-        "lightning.pytorch.loggers.CSVLogger",  # salt's metrics.csv, first so log_dir = run dir
+        "salt.metrics_csv.ResumableCSVLogger",  # salt's metrics.csv, first: log_dir = run dir
         "salt.cli.loggers.CometLogger",
     ]
     assert loggers[1].init_args.offline_directory == str(tmp_path / "run" / "comet")
     assert loggers[1].init_args.name == "run"
     assert spec[0].init_args.get("offline_directory") is None  # the user's spec is untouched
     assert [lg.class_path for lg in run_dir_loggers(False, tmp_path)] == [
-        "lightning.pytorch.loggers.CSVLogger"
+        "salt.metrics_csv.ResumableCSVLogger"
     ]
     keyed = Namespace(class_path="salt.cli.loggers.CometLogger", init_args=Namespace(api_key="k"))
     assert without_credentials([keyed])[0].init_args.api_key == "${COMET_API_KEY}"

@@ -139,12 +139,21 @@ def is_user_error(err: BaseException) -> bool:
     if text.startswith("Caught ") and "Original Traceback" in text:  # from a DataLoader worker
         frames = _WORKER_FRAME.findall(text)
         return bool(frames) and _raised_on_purpose(frames[-1][0], int(frames[-1][1]))
-    tb = err.__traceback__
-    if tb is None:  # constructed, not raised: treat as deliberate
-        return True
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return _raised_on_purpose(tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+    # a library (jsonargparse building a class, Lightning calling a hook) may wrap salt's own
+    # validation error: the chain tells whether one of its links was raised on purpose
+    seen: set[int] = set()
+    link: BaseException | None = err
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        tb = link.__traceback__
+        if tb is None:  # constructed, not raised: treat as deliberate
+            return True
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        if _raised_on_purpose(tb.tb_frame.f_code.co_filename, tb.tb_lineno):
+            return True
+        link = link.__cause__ or link.__context__
+    return False
 
 
 def debug_requested(argv: Iterable[str]) -> bool:

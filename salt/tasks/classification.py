@@ -79,6 +79,7 @@ class ClassificationTask(TaskBase):
         )
         self.class_names = list(class_names)
         self.use_class_dict = use_class_dict
+        self._reported_unmapped: set[int] = set()
         self.label_map = dict(label_map) if label_map else None
         if self.label_map:
             bad = [v for v in self.label_map.values() if not 0 <= v < len(class_names)]
@@ -116,13 +117,15 @@ class ClassificationTask(TaskBase):
                     f"is in the label_map of task '{self.name}'"
                 )
             unmapped = sorted({v for v in values.tolist() if v >= 0} - set(self.label_map))
-            if unmapped:
+            new = [v for v in unmapped if v not in self._reported_unmapped]
+            self._reported_unmapped.update(unmapped)
+            if new:  # once per run, not once per file checked
                 log.warning(
                     "%s: '%s' values %s are not in the label_map of task '%s'; those rows take "
                     "no part in its loss",
                     where,
                     self.label,
-                    unmapped,
+                    new,
                     self.name,
                 )
             return
