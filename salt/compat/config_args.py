@@ -18,24 +18,9 @@ from pathlib import Path
 import yaml
 
 from salt.compat.rewrite import translate_config
+from salt.utils.argv import config_positions
 
 log = logging.getLogger(__name__)
-
-
-def _config_positions(argv: Sequence[str]) -> list[tuple[int, str, str]]:
-    """``(index, form, value)`` of every ``--config``/``-c`` value in ``argv``."""
-    found = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("--config", "-c") and i + 1 < len(argv):
-            found.append((i + 1, "sep", argv[i + 1]))
-            i += 2
-            continue
-        if arg.startswith("--config="):
-            found.append((i, "eq", arg.split("=", 1)[1]))
-        i += 1
-    return found
 
 
 def translated_dir() -> Path:
@@ -73,7 +58,7 @@ def translate_file(path: Path) -> Path:
 def translate_config_args(argv: Sequence[str]) -> list[str]:
     """``argv`` with every salt-ml ``--config`` file replaced by its translation."""
     argv = list(argv)
-    for index, form, value in _config_positions(argv):
+    for index, form, value in config_positions(argv):
         path = Path(value)
         if not path.is_file():
             continue

@@ -38,6 +38,7 @@ from salt.s3.config import (
     s3_url,
 )
 from salt.s3.transfer import S3Client, TransferResult, download_many
+from salt.utils.argv import config_positions
 from salt.utils.files import current_umask
 
 log = logging.getLogger(__name__)
@@ -420,22 +421,6 @@ def prepare_s3(cfg: Any, subcommand: str = "fit", download: bool = True) -> S3Se
 
 
 # -- salt test --config s3://... --------------------------------------------------------------
-def _config_values(argv: Sequence[str]) -> list[tuple[int, str, str]]:
-    """``(index, form, value)`` of every ``--config``/``-c`` in ``argv``."""
-    found = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("--config", "-c") and i + 1 < len(argv):
-            found.append((i + 1, "sep", argv[i + 1]))
-            i += 2
-            continue
-        if arg.startswith("--config="):
-            found.append((i, "eq", arg.split("=", 1)[1]))
-        i += 1
-    return found
-
-
 def localize_config_args(argv: Sequence[str]) -> list[str]:
     """Replace ``--config s3://bucket/key`` by a downloaded copy (``<cache>/<bucket>/<key>``).
 
@@ -443,7 +428,7 @@ def localize_config_args(argv: Sequence[str]) -> list[str]:
     ``AWS_ENDPOINT_URL``) or ``data.config_S3`` in the local ``--config`` files before it.
     """
     argv = list(argv)
-    configs = _config_values(argv)
+    configs = config_positions(argv)
     if not any(is_s3_url(value) for _, _, value in configs):
         return argv
     local: list[str] = []
