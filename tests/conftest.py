@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import write_norm_dict, write_tiny_file
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # ``pytest -n 2`` on two cores: one thread per worker (and per process a test starts), so
+    # the workers share the cores instead of fighting over them
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 if importlib.util.find_spec("moto") and importlib.util.find_spec("boto3"):
     from tests.s3_server import s3, s3_server  # noqa: F401  (fixtures for every test module)

@@ -120,6 +120,8 @@ class SaltCLI(LightningCLI):
         }
         self.build_for = build_for
         self.instantiate = instantiate
+        given = list(args) if isinstance(args, (list, tuple)) else sys.argv[1:]
+        self.requested = given[0] if run and given and given[0] in SUBCOMMANDS else None
         self.building = not run
         try:
             super().__init__(
@@ -150,6 +152,20 @@ class SaltCLI(LightningCLI):
         return str(self.config.get("subcommand") or self.build_for)
 
     # -- arguments --------------------------------------------------------------------------
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        """Only the parser of the subcommand asked for: each one costs about a second to build
+        (every class signature of the trainer and the model), paid on every command."""
+        if self.requested is None:
+            super()._add_subcommands(parser, **kwargs)
+            return
+        every = type(self).subcommands()
+        only = {self.requested: every[self.requested]}
+        self.subcommands = lambda: only  # type: ignore[method-assign]
+        try:
+            super()._add_subcommands(parser, **kwargs)
+        finally:
+            del self.subcommands
+
     def _prepare_subcommand_parser(
         self, klass: type, subcommand: str, **kwargs: Any
     ) -> LightningArgumentParser:
