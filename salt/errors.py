@@ -8,8 +8,10 @@ keeps its traceback. This module sits at the bottom of the package: it imports n
 
 from __future__ import annotations
 
+import argparse
 import difflib
 from collections.abc import Iterable
+from typing import NoReturn
 
 
 class UserError(ValueError):
@@ -27,10 +29,19 @@ class InputFileError(UserError):
     """A data, norm-dict or class-dict file that does not match what the config asks for."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """``argparse`` for salt's tools: a usage mistake (a missing argument, a value of the wrong
+    type) is one ``<prog>: error:`` line and exit code 2, like every user error, with a pointer
+    to ``--help`` instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def suggest(unknown: str, known: Iterable[str]) -> str | None:
     """The closest known name for a misspelt one (a config key, a variable, a loss)."""
     matches = difflib.get_close_matches(unknown, list(known), n=1, cutoff=0.75)
     return matches[0] if matches else None
 
 
-__all__ = ["ConfigError", "InputFileError", "UserError", "suggest"]
+__all__ = ["ConfigError", "InputFileError", "OneLineParser", "UserError", "suggest"]

@@ -340,9 +340,34 @@ def _broken_config(argv: list[str]) -> str | None:
     return None
 
 
+# Lightning's words for a trainer setting, which name neither the option nor the fix
+_TRAINER_MESSAGES = (
+    (
+        re.compile(r"No supported (gpu|cuda|mps|tpu) backend found", re.IGNORECASE),
+        "trainer.accelerator={0}: this machine has no {0} (torch finds none); use "
+        "--trainer.accelerator=cpu or auto",
+    ),
+    (
+        re.compile(r"`?(\w+)`? must be a (.*?)\. You passed in (.*?)\.?$"),
+        "trainer.{0}: expected {1}, got {2}",
+    ),
+)
+
+
+def _trainer_message(message: str) -> str:
+    """Lightning's message about a trainer setting, rewritten to name the option to change."""
+    for pattern, text in _TRAINER_MESSAGES:
+        match = pattern.search(message)
+        if match:
+            return text.format(match.group(1).lower(), *match.groups()[1:])
+    return message
+
+
 def describe(err: BaseException, argv: list[str]) -> str:
     """One line for ``err``, naming the --config file at fault when the parser did not."""
     message = one_line(err)
+    if isinstance(err, _lightning_errors()):
+        return _trainer_message(message)
     if not isinstance(err, ArgumentError):
         return message
     if str(err).startswith("Problems parsing config"):

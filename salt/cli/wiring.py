@@ -7,13 +7,16 @@ input sizes from the encoder/pooling output, class counts from class names).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import h5py
 from jsonargparse import Namespace
 
 from salt.data.batch import SPECIAL_GROUPS
 from salt.data.datamodule import canonical_variables
 from salt.data.paths import resolve_files
+from salt.errors import InputFileError
 from salt.models.contracts import backbone_sizes, encoder_output_size
 from salt.models.featurewise import wire_featurewise
 from salt.utils.h5 import read_class_names
@@ -44,13 +47,35 @@ def _class_names_from_file(
         if spec is None:
             continue
         try:
-            path = resolve_files(spec, key)[0]
+            files = resolve_files(spec, key)
         except FileNotFoundError:
             if evaluating and key == "train_file" and data.test_file is not None:
                 continue
             raise
-        return read_class_names(path, dataset, label)
+        return _same_class_names(files, dataset, label, key)
     return None
+
+
+def _same_class_names(files: list[Path], dataset: str, label: str, key: str) -> list[str] | None:
+    """The class names stored in the first file, after checking that the file has the dataset
+    and that no other file names the classes differently (the same label value would then
+    mean another class)."""
+    first = files[0]
+    with h5py.File(first, "r") as h5:
+        if dataset not in h5:  # said here, not as a missing class-names attribute
+            raise InputFileError(
+                f"data.{key}: '{first}' has no dataset '{dataset}' "
+                f"(datasets: {', '.join(h5) or 'none'})"
+            )
+    names = read_class_names(first, dataset, label)
+    for other in files[1:]:
+        theirs = read_class_names(other, dataset, label)
+        if names is not None and theirs is not None and theirs != names:
+            raise InputFileError(
+                f"data.{key}: '{other}' names the classes of '{dataset}.{label}' {theirs}, "
+                f"but '{first}' names them {names}; the same label would mean different classes"
+            )
+    return names
 
 
 def _wire_modules(

@@ -17,7 +17,7 @@ from salt.data.h5_source import DatasetRead, H5Source
 from salt.data.mixing import Mixture, check_sample_weights
 from salt.data.parameters import ParameterSampler, ParameterSpec
 from salt.data.paths import is_grouped, resolve_files, resolve_groups
-from salt.errors import UserError
+from salt.errors import InputFileError, UserError
 from salt.s3.config import S3Config
 from salt.utils.h5 import read_class_names
 from salt.utils.label_fields import LabelFields, LabelSource, merge_label_fields
@@ -170,6 +170,7 @@ class SaltDataModule(L.LightningDataModule):
         )
         self.label_fields: LabelFields = {}
         self.datasets: dict[str, ChunkedH5Dataset] = {}
+        self._row_notes: dict[str, str] = {}
         if self.global_object not in self.variables:
             raise ValueError(
                 f"data.variables: the global object '{global_object}' needs an entry "
@@ -336,9 +337,9 @@ class SaltDataModule(L.LightningDataModule):
         if weight is not None:  # often added to some samples only: look at every file
             for index in range(len(files)):
                 self._check_weight_field(source, index)
-        firsts = np.cumsum([0, *(len(g) for g in groups.values())])[:-1]
-        for index in firsts.tolist():
+        for index in range(len(files)):  # one file of many may lack a variable
             self._check_fields(source, specs, index)
+            self._check_same_shape(source, index)
         mixture = self._mixture(source, groups, split) if mixed else None
         num_rows = mixture.num_rows if mixture is not None else self._num_rows(split, source)
         labels = {n: (self.dataset_name(n), f) for n, f in self.label_fields.items()}
@@ -362,11 +363,18 @@ class SaltDataModule(L.LightningDataModule):
             seed=self.seed,
             mixture=mixture,
         )
+        # said when the split's loader is made: a dataset built to check the inputs before
+        # training (and failing on the next one) prints nothing but the error
         if mixture is not None:
-            log.info("%s: %d rows per epoch (%s)", split, num_rows, mixture.describe())
+            self._row_notes[split] = f"{split}: {num_rows} rows per epoch ({mixture.describe()})"
         else:
-            log.info("%s: %d rows from %d file(s)", split, num_rows, len(files))
+            self._row_notes[split] = f"{split}: {num_rows} rows from {len(files)} file(s)"
         return dataset
+
+    def _say_rows(self, split: str) -> None:
+        note = self._row_notes.pop(split, None)
+        if note is not None:
+            log.info("%s", note)
 
     def _num_rows(self, split: str, source: H5Source) -> int:
         """Rows of an unmixed split: ``num_<split>`` first rows, or all of them."""
@@ -398,8 +406,21 @@ class SaltDataModule(L.LightningDataModule):
                 f"{dtype[self.weight_field]} (expected a number)"
             )
 
+    @staticmethod
+    def _check_same_shape(source: H5Source, index: int) -> None:
+        """Rows of file ``index`` hold as many constituents as those of the first file (the
+        batches of several files are read into one array)."""
+        for dataset in source.reads:
+            first, shape = source.shape(dataset, 0)[1:], source.shape(dataset, index)[1:]
+            if shape != first:
+                raise InputFileError(
+                    f"{source.files[index]}: dataset '{dataset}' has rows of shape {shape}, "
+                    f"but {source.files[0]} has {first}; the files of data.{source.key} must "
+                    "agree"
+                )
+
     def _check_fields(self, source: H5Source, specs: list[InputSpec], index: int = 0) -> None:
-        """Fields, dtypes and shapes of file ``index`` (the first of each group is checked)."""
+        """Fields, dtypes and shapes of file ``index`` (every file is checked)."""
         where = source.files[index]
         for dataset, read in source.reads.items():
             dtype = source.dtype(dataset, index)
@@ -448,6 +469,7 @@ class SaltDataModule(L.LightningDataModule):
                 dataset.set_distributed(trainer.global_rank, trainer.world_size)
 
     def _loader(self, split: str) -> DataLoader:
+        self._say_rows(split)
         return make_loader(
             self.datasets[split], self.num_workers, self.pin_memory, self.persistent_workers
         )
@@ -467,6 +489,7 @@ class SaltDataModule(L.LightningDataModule):
         return int(trainer.fit_loop.epoch_progress.current.processed)
 
     def train_dataloader(self) -> DataLoader:
+        self._say_rows("train")
         return make_loader(
             self.datasets["train"],
             self.num_workers,

@@ -20,8 +20,11 @@ the better choice only where disk space, not read speed, is the constraint.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
 import os
+import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +33,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import yaml
+
+from salt.errors import OneLineParser
 
 log = logging.getLogger(__name__)
 
@@ -763,6 +768,31 @@ def _create_datasets(f: h5py.File, n: int) -> dict[str, h5py.Dataset]:
     return datasets
 
 
+ROW_BYTES = (
+    JET_DTYPE.itemsize + N_TRACKS * TRACK_DTYPE.itemsize + N_ELECTRONS * ELECTRON_DTYPE.itemsize
+)
+"""Bytes of one jet in a demo file (its tracks and electrons included), before HDF5's overhead."""
+
+
+def _check_room(path: Path, need: int) -> None:
+    """Fail before a write that the file-size limit (``ulimit -f``) or the disk cannot take:
+    HDF5 does not recover from a failed write (the interpreter crashes on exit)."""
+    need += 1 << 20  # HDF5's metadata and chunk rounding
+    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if limit != resource.RLIM_INFINITY and need > limit:
+        raise OSError(
+            errno.EFBIG,
+            f"needs about {need} bytes, above the file-size limit of {limit} (ulimit -f)",
+            str(path),
+        )
+    stats = os.statvfs(path.parent)
+    free = stats.f_bavail * stats.f_frsize
+    if need > free:
+        raise OSError(
+            errno.ENOSPC, f"{free} bytes free on its disk, about {need} needed", str(path)
+        )
+
+
 def _write_split(
     path: Path,
     n: int,
@@ -776,6 +806,7 @@ def _write_split(
     n_blocks = -(-n // block_size)
     # One independent stream per (split, block): a block's content depends only on its index.
     seeds = np.random.SeedSequence(seed).spawn(len(SPLITS))[split_index].spawn(n_blocks)
+    _check_room(path, n * ROW_BYTES)
     try:
         with h5py.File(partial, "w") as f:
             datasets = _create_datasets(f, n)
@@ -847,8 +878,28 @@ def generate_demo_data(
         for path in outputs.values():
             if path.exists():
                 raise FileExistsError(f"{path} already exists: pass --overwrite to replace it")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--out '{out_dir}' is a file, expected a directory")
+    made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
+    fresh = [p for p in outputs.values() if not p.exists()]
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_outputs(outputs, sizes, seed, block_size)
+    except BaseException:
+        # all or nothing: a disk that fills up or a Ctrl-C leaves no set of files that looks
+        # complete but lacks a split or the dicts (earlier files of other names stay)
+        for path in fresh:
+            path.unlink(missing_ok=True)
+        for directory in made:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
+    return outputs
 
+
+def _write_outputs(
+    outputs: dict[str, Path], sizes: dict[str, int], seed: int, block_size: int
+) -> None:
     stats_split = next(split for split in SPLITS if sizes[split] > 0)
     if stats_split != "train":
         log.warning("demo data: no train split, norm/class dicts computed on %s", stats_split)
@@ -867,7 +918,16 @@ def generate_demo_data(
         log.info("wrote %s (%d jets)", outputs[split], sizes[split])
     _write_yaml(outputs["norm_dict"], stats.norm_dict())
     _write_yaml(outputs["class_dict"], stats.class_dict())
-    return outputs
+
+
+def _describe_error(err: BaseException) -> str:
+    """The message, with the path for an OS error that did not name it (a full disk)."""
+    name = getattr(err, "filename", None)
+    if isinstance(err, OSError) and err.strerror and name:
+        return f"{name}: {err.strerror} (nothing written)"
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.strerror} (nothing written)"
+    return str(err)
 
 
 def _non_negative_int(text: str) -> int:
@@ -888,7 +948,7 @@ def existing_demo_outputs(out_dir: str | Path) -> dict[str, Path] | None:
 
 def demo_data_main(argv: list[str] | None = None) -> int:
     """``salt demo-data``: generate the demo dataset and print a short summary."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="salt demo-data",
         description="Generate a physics-like FTAG-format demo dataset (train/val/test + dicts).",
     )
@@ -929,8 +989,8 @@ def demo_data_main(argv: list[str] | None = None) -> int:
 
             splits = tuple(s for s in ("train", "val") if s in outputs)
             processes = write_process_files(args.out, splits, overwrite=args.overwrite)
-    except (FileExistsError, FileNotFoundError, ValueError) as err:
-        print(f"salt demo-data: error: {err}", file=sys.stderr)
+    except (OSError, ValueError) as err:
+        print(f"salt demo-data: error: {_describe_error(err)}", file=sys.stderr)
         return 2  # a user error, as for every salt command
     seconds = time.perf_counter() - start
     total = 0 if reused is not None else args.train + args.val + args.test

@@ -8,7 +8,6 @@ files with millions of jets.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
@@ -22,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from salt.data.demo import ORIGIN_NAMES
+from salt.errors import OneLineParser
 
 BLOCK_ROWS = 100_000
 HADRON_LABEL_NAMES = {5: "b", 4: "c", 0: "light", 15: "tau"}
@@ -155,6 +155,8 @@ def inspect_file(path: str | Path) -> str:
         ValueError: the file is not a readable HDF5 file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, expected an HDF5 file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -183,7 +185,7 @@ def inspect_file(path: str | Path) -> str:
 
 def inspect_main(argv: list[str] | None = None) -> int:
     """``salt inspect FILE [FILE...]``: print the report of each file."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="salt inspect", description="Summarise the datasets, fields and classes of HDF5 files."
     )
     parser.add_argument("files", nargs="+", type=Path, help="HDF5 files to inspect")
@@ -192,7 +194,7 @@ def inspect_main(argv: list[str] | None = None) -> int:
     for path in args.files:
         try:
             report = inspect_file(path)
-        except (FileNotFoundError, ValueError) as err:
+        except (OSError, ValueError) as err:
             print(f"salt inspect: error: {err}", file=sys.stderr)
             status = USER_ERROR_EXIT
             continue

@@ -15,7 +15,6 @@ files far larger than memory stream through with a progress bar:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -30,6 +29,7 @@ import numpy as np
 import yaml
 
 from salt.data.paths import resolve_files
+from salt.errors import OneLineParser
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def _write(path: Path, content: Mapping[str, Any], overwrite: bool) -> None:
 
 def norm_dict_main(argv: list[str] | None = None) -> int:
     """Entry point of ``salt norm-dict``; returns the exit code."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="salt norm-dict",
         description="Write the norm dict (and class dict) of a config's training files.",
     )

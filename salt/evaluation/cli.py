@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from salt.errors import OneLineParser
 from salt.evaluation.metrics import DEFAULT_WORKING_POINTS
 from salt.evaluation.pt_bins import DEFAULT_PT_BINS
 
@@ -56,7 +57,7 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def evaluate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="salt evaluate",
         description="Recompute metrics.json and the plots of a 'salt test' predictions file "
         "without running the network (e.g. with another --fc).",
@@ -87,7 +88,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
 
 
 def compare_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="salt compare",
         description="Compare runs or taggers: one table (Markdown and JSON) and overlaid plots "
         "(rejection with ratio to a reference, discriminants, efficiency and rejection "
@@ -129,8 +130,9 @@ def _run(prog: str, debug: bool, work: Callable[[], object]) -> int:
     try:
         work()
     except (FileNotFoundError, FileExistsError, KeyError, ValueError, OSError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        from salt.cli.errors import user_message
+
+        print(f"{prog}: error: {user_message(err)}", file=sys.stderr)  # one line, file named
         return USER_ERROR_EXIT
     return 0
 

@@ -14,6 +14,7 @@ import logging
 import sys
 
 from salt.cli.errors import USER_ERRORS, one_line, run_cli
+from salt.errors import OneLineParser
 
 EXPORT_FAILED = 1
 USAGE_ERROR = 2
@@ -30,6 +31,9 @@ def _setup_logging() -> None:
 
 def to_onnx_main(argv: list[str] | None = None) -> int:
     """``to_onnx --ckpt_path RUN/ckpts/X.ckpt``: write ``RUN/network.onnx`` after a parity check."""
+    from salt.cli.console import quiet_third_party
+
+    quiet_third_party()  # before Lightning is imported: its banner lines are filtered too
     from salt.export.onnx_export import (
         DEFAULT_OPSET,
         DEFAULT_PARITY_JETS,
@@ -37,7 +41,7 @@ def to_onnx_main(argv: list[str] | None = None) -> int:
         ExportError,
     )
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="to_onnx",
         description="Export a trained salt run to ONNX (RUN/network.onnx), checked against "
         "PyTorch before it is written.",
@@ -75,6 +79,7 @@ def to_onnx_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="show every traceback")
     args = parser.parse_args(argv)
     _setup_logging()
+    quiet_third_party()  # again, for the console handler Lightning attached on import
     failed = False
 
     def export() -> None:
@@ -121,7 +126,7 @@ def metadata_main(argv: list[str] | None = None) -> int:
     """``get_onnx_metadata FILE [--key K]``: print the metadata of an exported network as JSON."""
     from salt.export.metadata import METADATA_KEY, lookup, metadata_props
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="get_onnx_metadata",
         description="Print the salt metadata embedded in an ONNX file.",
     )

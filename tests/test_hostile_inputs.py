@@ -1,0 +1,307 @@
+"""Careless and hostile input to salt's tools beyond the config and data table of test_errors.
+
+Each case checks the contract of DESIGN.md ("Errors for people"): exit code 2, one
+``<prog>: error:`` line on stderr naming the culprit, no traceback, no third-party banner, and
+nothing left behind (no partial file, no empty directory).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from salt.cli.main import main
+from tests.test_errors import CONFIGS, FAST, Env, small_copy, snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
+BANNERS = ("Seed set to", "GPU available", "TPU available", "💡 Tip")
+
+
+def one_error_line(err: str, prog: str = "salt") -> str:
+    """The only non-empty line of stderr, which must be ``<prog>: error: ...``."""
+    assert "Traceback" not in err, err
+    assert not any(banner in err for banner in BANNERS), err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"{prog}: error: "), err
+    return lines[0]
+
+
+# -- the small tools: salt inspect, salt demo-data (in-process, cheap) ------------------------
+@dataclass
+class ToolCase:
+    id: str
+    argv: Callable[[Path], list[str]]  # after "salt", built in the case's directory
+    expect: tuple[str, ...]
+    prog: str
+
+    def param(self):
+        return pytest.param(self, id=self.id)
+
+
+def _file(tmp: Path, name: str, data: bytes) -> Path:
+    path = tmp / name
+    path.write_bytes(data)
+    return path
+
+
+TOOL_CASES = [
+    ToolCase("inspect-no-file", lambda t: ["inspect"], ("files", "--help"), "salt inspect"),
+    ToolCase(
+        "inspect-directory", lambda t: ["inspect", str(t)], ("is a directory",), "salt inspect"
+    ),
+    ToolCase(
+        "inspect-missing",
+        lambda t: ["inspect", str(t / "none.h5")],
+        ("none.h5", "no such file"),
+        "salt inspect",
+    ),
+    ToolCase(
+        "inspect-text",
+        lambda t: ["inspect", str(_file(t, "t.h5", b"hello"))],
+        ("t.h5", "HDF5"),
+        "salt inspect",
+    ),
+    ToolCase(
+        "demo-data-not-a-number",
+        lambda t: ["demo-data", "--out", str(t / "o"), "--train", "abc"],
+        ("--train", "abc"),
+        "salt demo-data",
+    ),
+    ToolCase(
+        "demo-data-negative",
+        lambda t: ["demo-data", "--out", str(t / "o"), "--train", "-5"],
+        ("--train", "-5"),
+        "salt demo-data",
+    ),
+    ToolCase(
+        "demo-data-out-is-a-file",
+        lambda t: ["demo-data", "--out", str(_file(t, "f", b"x")), "--train", "10"],
+        ("--out", "is a file"),
+        "salt demo-data",
+    ),
+    ToolCase("evaluate-no-file", lambda t: ["evaluate"], ("pred_file", "--help"), "salt evaluate"),
+    ToolCase(
+        "compare-bad-option",
+        lambda t: ["compare", str(t), "--fc", "abc"],
+        ("--fc", "abc"),
+        "salt compare",
+    ),
+]
+
+
+def exit_code(argv: list[str]) -> int | str | None:
+    """``salt ARGV`` in-process: its return value, or the code its parser exited with."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+@pytest.mark.parametrize("case", [c.param() for c in TOOL_CASES])
+def test_tool_usage_errors_are_one_line(case: ToolCase, tmp_path: Path, capsys):
+    argv = case.argv(tmp_path)
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    code = exit_code(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    line = one_error_line(err, case.prog)
+    for expected in case.expect:
+        assert expected in line, line
+    assert snapshot(tmp_path) == before
+
+
+def _salt(argv: list[str], cwd: Path, preexec=None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SALT_")}
+    return subprocess.run(
+        [sys.executable, "-m", "salt", *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        preexec_fn=preexec,
+        timeout=120,
+    )
+
+
+def test_demo_data_beyond_the_file_size_limit_writes_nothing(tmp_path: Path):
+    """``ulimit -f``: refused before HDF5 starts a write it cannot finish (which crashes the
+    interpreter on exit), and no directory or partial file is left."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    result = _salt(["demo-data", "--out", "out", "--train", "3000"], tmp_path, limit)
+    assert result.returncode == 2, result.stderr
+    line = one_error_line(result.stderr, "salt demo-data")
+    assert "train.h5" in line and "file-size limit" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_data_that_fails_midway_leaves_no_partial_set(tmp_path: Path, monkeypatch):
+    """A failure after the first split (a full disk on the second) removes what this call
+    wrote: no train.h5 without its val.h5 and dicts."""
+    from salt.data import demo
+
+    real = demo._write_split
+    calls = []
+
+    def failing(path: Path, *args, **kwargs) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", str(path))
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(demo, "_write_split", failing)
+    with pytest.raises(OSError, match="No space"):
+        demo.generate_demo_data(tmp_path / "new" / "demo", 50, 20, 20)
+    assert not (tmp_path / "new").exists()
+
+
+# -- Lightning's trainer messages name the option ----------------------------------------------
+def test_lightning_trainer_messages_name_the_option():
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from salt.cli.errors import user_message
+
+    gpu = user_message(MisconfigurationException("No supported gpu backend found!"))
+    assert gpu.startswith("trainer.accelerator=gpu: ") and "--trainer.accelerator=cpu" in gpu
+    epochs = MisconfigurationException(
+        "`max_epochs` must be a non-negative integer or -1. You passed in -2."
+    )
+    assert user_message(epochs) == (
+        "trainer.max_epochs: expected non-negative integer or -1, got -2"
+    )
+    other = MisconfigurationException("something else entirely")
+    assert user_message(other) == "something else entirely"
+
+
+# -- fit: errors found once the data is opened are the only line -------------------------------
+def _float_labels(data, attrs) -> None:
+    from tests.test_errors import replace_field
+
+    jets = data["jets"]
+    data["jets"] = replace_field(jets, "flavour_label", "f4", jets["flavour_label"] + 0.5)
+
+
+@pytest.mark.slow
+def test_an_input_error_after_the_files_are_opened_is_the_only_line(
+    demo_dir: Path, tmp_path: Path, capsys
+):
+    """The data module's row counts are said when training starts, not while the inputs are
+    checked: a file rejected then gives one line, not the counts of the files before it."""
+    env = Env(demo_dir, tmp_path)
+    train = small_copy(demo_dir / "train.h5", tmp_path / "train.h5", 300, _float_labels)
+    argv = ["fit", *CONFIGS, *FAST, *env.files(train_file=train)]
+    argv.append(f"--trainer.default_root_dir={env.logs}")
+    capsys.readouterr()
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "train.h5" in line and "flavour_label" in line
+    assert not env.logs.exists()
+
+
+# -- fit: files that disagree with each other or lack what the config reads -------------------
+def _drop_field(array, name: str):
+    import numpy as np
+
+    names = [n for n in array.dtype.names if n != name]
+    out = np.zeros(array.shape, dtype=[(n, array.dtype[n]) for n in names])
+    for n in names:
+        out[n] = array[n]
+    return out
+
+
+def _no_jets(data, attrs) -> None:
+    data.pop("jets")
+    attrs.pop("jets", None)
+
+
+def _train_pair(env: Env, edit) -> list[str]:
+    """Two training files matched by one glob, the second passed through ``edit``."""
+    small_copy(env.demo / "train.h5", env.tmp / "train_a.h5", 200)
+    small_copy(env.demo / "train.h5", env.tmp / "train_b.h5", 200, edit)
+    return env.files(train_file=env.tmp / "train_*.h5")
+
+
+def _without_d0(data, attrs) -> None:
+    data["tracks"] = _drop_field(data["tracks"], "d0")
+
+
+def _fewer_tracks(data, attrs) -> None:
+    import numpy as np
+
+    data["tracks"] = np.ascontiguousarray(data["tracks"][:, :10])
+
+
+def _other_class_names(data, attrs) -> None:
+    import numpy as np
+
+    attrs["jets"]["flavour_label"] = np.array(["x", "y", "z", "w"], dtype="S")
+
+
+@dataclass
+class FitCase:
+    id: str
+    args: Callable[[Env], list[str]]
+    expect: tuple[str, ...]
+
+    def param(self):
+        return pytest.param(self, id=self.id, marks=[pytest.mark.slow])
+
+
+FIT_CASES = [
+    FitCase(
+        "jets-dataset-missing",
+        lambda env: env.files(
+            train_file=small_copy(env.demo / "train.h5", env.tmp / "nojets.h5", 200, _no_jets)
+        ),
+        ("data.train_file", "nojets.h5", "no dataset 'jets'"),
+    ),
+    FitCase(
+        "variable-missing-from-the-second-file",
+        lambda env: _train_pair(env, _without_d0),
+        ("train_b.h5", "'d0' not found"),
+    ),
+    FitCase(
+        "constituents-differ-between-files",
+        lambda env: _train_pair(env, _fewer_tracks),
+        ("train_b.h5", "tracks", "(10,)", "(40,)"),
+    ),
+    FitCase(
+        "class-names-differ-between-files",
+        lambda env: _train_pair(env, _other_class_names),
+        ("train_b.h5", "flavour_label", "different classes"),
+    ),
+    FitCase(
+        "accelerator-gpu-without-one",
+        lambda env: ["--trainer.accelerator=gpu"],
+        ("trainer.accelerator=gpu", "--trainer.accelerator=cpu"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", [c.param() for c in FIT_CASES])
+def test_fit_input_errors(case: FitCase, demo_dir: Path, tmp_path: Path, capsys):
+    import torch
+
+    if case.id.startswith("accelerator") and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    env = Env(demo_dir, tmp_path)
+    argv = ["fit", *CONFIGS, *FAST, *env.files(), f"--trainer.default_root_dir={env.logs}"]
+    argv += case.args(env)
+    before = snapshot(tmp_path, demo_dir)
+    capsys.readouterr()
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    for expected in case.expect:
+        assert expected in line, line
+    assert snapshot(tmp_path, demo_dir) == before
