@@ -77,6 +77,7 @@ SLOW_MODULES = {
     "test_end_to_end",
     "test_errors",
     "test_finetune",
+    "test_kill_points",
     "test_loggers",
     "test_mixing",
     "test_mup",

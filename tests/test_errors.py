@@ -870,3 +870,54 @@ def test_jets_without_tracks_train_and_test(demo_dir: Path, tmp_path: Path):
     assert len(jets) == 200
     assert np.isfinite(probs).all()
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+# -- a non-finite loss names its cause ------------------------------------------------------------
+def no_valid_tracks(data: dict[str, np.ndarray], attrs: dict) -> None:
+    """Every track of every jet is padding (as a dumper with a broken track selection writes)."""
+    tracks = data["tracks"]
+    for name in tracks.dtype.names:
+        tracks[name][:] = -1 if tracks.dtype[name].kind == "i" else 0
+    tracks["valid"][:] = False
+    data["jets"]["n_tracks"][:] = 0
+
+
+def huge_track_d0(data: dict[str, np.ndarray], attrs: dict) -> None:
+    tracks = data["tracks"]
+    assert tracks["valid"][17, 0]
+    tracks["d0"][17, 0] = 1e30  # finite, but 3e30 standard deviations
+
+
+def _runtime_error_with_aux_tasks(demo_dir: Path, tmp_path: Path, capsys, edit) -> str:
+    """The GN2 demo run with its track tasks (origin, vertexing) on an edited training file."""
+    env = Env(demo_dir, tmp_path)
+    train = env.train_copy(edit)
+    argv = ["fit", *CONFIGS[:4], *FAST, *env.files(train_file=train, val_file=train)]
+    argv += [f"--trainer.default_root_dir={env.logs}", "-n", "rt", "--log_suffix=x"]
+    argv += ["--nan_guard.check_every_n_steps=1"]
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    meta = env.logs / "rt_x" / "metadata.yaml"
+    if meta.exists():
+        assert yaml.safe_load(meta.read_text())["status"] != "finished"
+    return error_line(err)
+
+
+def test_all_padded_tracks_are_named_not_the_learning_rate(demo_dir: Path, tmp_path: Path, capsys):
+    """Jets without tracks are legal (the jet task trains on them), but a track-level task has
+    nothing to average over in a batch without one valid track."""
+    message = _runtime_error_with_aux_tasks(demo_dir, tmp_path, capsys, no_valid_tracks)
+    assert "non-finite loss in task 'track_" in message
+    assert "no valid tracks" in message and "'tracks.valid'" in message
+    assert str(tmp_path / "train.h5") in message
+    assert "learning rate" not in message
+
+
+def test_huge_inputs_are_named_not_the_learning_rate(demo_dir: Path, tmp_path: Path, capsys):
+    message = _runtime_error_with_aux_tasks(demo_dir, tmp_path, capsys, huge_track_d0)
+    assert "input 'tracks.d0'" in message
+    assert "after normalisation" in message and "norm dict mean" in message
+    assert str(tmp_path / "train.h5") in message
+    assert "learning rate" not in message

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -80,12 +80,19 @@ class EpochCheckpoint(_RunDirCheckpoint):
             save_top_k=save_top_k,
             save_last=False,
             auto_insert_metric_name=False,
+            # a resume that replays an epoch whose checkpoint was written before the kill writes
+            # it again under its own name, not beside it as "...-v1.ckpt"
+            enable_version_counter=False,
         )
 
 
 class LastCheckpoint(_RunDirCheckpoint):
     """``last.ckpt`` every ``every_n_train_steps`` steps, so a killed job loses at most that
     many steps (``salt fit ... --ckpt_path last`` resumes from it).
+
+    A save due at an epoch's last step is written at the end of the epoch instead, after its
+    validation and epoch checkpoint: Lightning resumes a checkpoint of the last step in the next
+    epoch, so a kill during that validation would lose the epoch's validation for good.
 
     Args:
         dirpath: where to write (default ``<run dir>/ckpts``).
@@ -99,6 +106,28 @@ class LastCheckpoint(_RunDirCheckpoint):
             save_last=True,
             every_n_train_steps=every_n_train_steps,
         )
+        self._due_at_epoch_end = False
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if epoch_loop.batch_progress.is_last_batch and pl_module.automatic_optimization:
+            every = self._every_n_train_steps
+            self._due_at_epoch_end = every >= 1 and trainer.global_step % every == 0
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        due, self._due_at_epoch_end = self._due_at_epoch_end, False
+        if due and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class RunPreemptionCheckpoint(PreemptionCheckpoint):

@@ -3,6 +3,7 @@ and read without unpickling code (see :mod:`salt.safe_load`)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -14,20 +15,54 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from salt.safe_load import load_checkpoint
 from salt.utils.files import current_umask
 
+log = logging.getLogger(__name__)
+
+
+TEMP_PATTERN = ".*.ckpt.*.tmp"
+"""The temporary files :class:`AtomicCheckpointIO` writes before renaming them."""
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Remove the temporary files killed writes left in ``directory``; return them.
+
+    Called at a fit's first save there: a run directory is claimed by one command at a time,
+    so no other process is writing one of them.
+    """
+    removed = []
+    for stale in directory.glob(TEMP_PATTERN):
+        try:
+            stale.unlink()
+        except OSError:
+            continue
+        removed.append(stale)
+    if removed:
+        log.info("removed %d unfinished checkpoint write(s) in %s", len(removed), directory)
+    return removed
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Save with ``torch.save`` into a temporary file in the same directory, then ``os.replace``.
 
     If the disk fills up or the job is killed mid-write, the previous checkpoint of that name
-    is untouched. Loading (``--ckpt_path`` for resume, test, predict) goes through salt's
-    allow-list loader, so a crafted or broken file is refused in one line naming it.
+    is untouched. A write cut short by SIGKILL leaves its hidden temporary file
+    (``.last.ckpt.<random>.tmp``, never taken for a checkpoint); the first save into that
+    directory by the next fit (the resume) removes it. Loading (``--ckpt_path`` for resume,
+    test, predict) goes through salt's allow-list loader, so a crafted or broken file is
+    refused in one line naming it.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._swept: set[Path] = set()
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
     ) -> None:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self._swept:
+            self._swept.add(target.parent)
+            remove_stale_temporaries(target.parent)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
             os.fchmod(fd, 0o666 & ~current_umask())  # as a plain write would; mkstemp gives 0600
