@@ -305,3 +305,46 @@ def test_fit_input_errors(case: FitCase, demo_dir: Path, tmp_path: Path, capsys)
     for expected in case.expect:
         assert expected in line, line
     assert snapshot(tmp_path, demo_dir) == before
+
+
+# -- paths that are not regular files -----------------------------------------------------------
+def _loop(tmp: Path) -> Path:
+    (tmp / "a.h5").symlink_to(tmp / "b.h5")
+    (tmp / "b.h5").symlink_to(tmp / "a.h5")
+    return tmp / "a.h5"
+
+
+def _dangling(tmp: Path) -> Path:
+    (tmp / "gone.h5").symlink_to(tmp / "moved.h5")
+    return tmp / "gone.h5"
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (_loop, "is a symbolic link loop"),
+        (_dangling, "is a broken symbolic link (to '"),
+        (lambda tmp: Path(os.devnull), "is not a regular file"),
+        (lambda tmp: tmp, "is a directory"),
+        (lambda tmp: tmp / "none.h5", "does not exist"),
+    ],
+    ids=["loop", "dangling", "device", "directory", "missing"],
+)
+def test_a_path_that_is_not_a_file_says_what_it_is(tmp_path: Path, make, expected: str):
+    from salt.data.normalisation import load_norm_dict
+    from salt.data.paths import resolve_files
+
+    path = make(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"data\.train_file") as data_error:
+        resolve_files(str(path), "train_file")
+    assert expected in str(data_error.value)
+    with pytest.raises(FileNotFoundError, match=r"data\.norm_dict") as norm_error:
+        load_norm_dict(path)
+    assert expected in str(norm_error.value)
+
+
+def test_a_config_that_is_a_device_is_named(capsys):
+    capsys.readouterr()
+    assert main(["fit", "--config", os.devnull]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert os.devnull in line and "is not a regular file" in line

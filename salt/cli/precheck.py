@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from salt.data.paths import not_a_file
 from salt.errors import ConfigError, suggest
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -90,7 +91,7 @@ def check_config_file(path: str) -> None:
         return
     file = Path(path)
     if not file.is_file():
-        raise ConfigError(f"--config: file '{path}' does not exist")
+        raise ConfigError(f"--config: file '{path}' {not_a_file(file)}")
     try:
         content = yaml.safe_load(file.read_text())
     except yaml.YAMLError as err:

@@ -9,6 +9,8 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from salt.data.paths import not_a_file
+
 NormDict = dict[str, dict[str, dict[str, float]]]
 
 
@@ -16,7 +18,7 @@ def load_norm_dict(path: str | Path) -> NormDict:
     """Read a ``{dataset: {variable: {mean, std}}}`` YAML file with a one-line error if broken."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data.norm_dict: file '{path}' does not exist")
+        raise FileNotFoundError(f"data.norm_dict: file '{path}' {not_a_file(path)}")
     try:
         content = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:

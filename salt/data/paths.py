@@ -4,6 +4,7 @@ those) to real files."""
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -42,12 +43,27 @@ def resolve_files(spec: GroupedSpec, key: str = "file") -> list[Path]:
         else:
             path = Path(text)
             if not path.is_file():
-                kind = "is a directory, expected a file" if path.is_dir() else "does not exist"
-                raise FileNotFoundError(f"data.{key}: file '{text}' {kind}")
+                raise FileNotFoundError(f"data.{key}: file '{text}' {not_a_file(path)}")
             files.append(path)
     for path in files:
         check_hdf5(path, key)
     return files
+
+
+def not_a_file(path: Path) -> str:
+    """Why ``path``, which is not a regular file, cannot be read: the words after its name."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return "is a symbolic link loop"
+        except OSError:
+            return f"is a broken symbolic link (to '{os.readlink(path)}')"
+    if path.is_dir():
+        return "is a directory, expected a file"
+    if path.exists():
+        return "is not a regular file (a device, a pipe or a socket)"
+    return "does not exist"
 
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
