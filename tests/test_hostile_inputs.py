@@ -282,6 +282,21 @@ FIT_CASES = [
         ("train_b.h5", "flavour_label", "different classes"),
     ),
     FitCase(
+        "num-inputs-zero",
+        lambda env: ["--data.num_inputs={tracks: 0}"],
+        ("data.num_inputs.tracks", "got 0"),
+    ),
+    FitCase(
+        "num-inputs-negative",
+        lambda env: ["--data.num_inputs={tracks: -4}"],
+        ("data.num_inputs.tracks", "got -4"),
+    ),
+    FitCase(
+        "num-inputs-more-than-stored",
+        lambda env: ["--data.num_inputs={tracks: 1000}"],
+        ("data.num_inputs.tracks=1000", "hold 40 constituents"),
+    ),
+    FitCase(
         "accelerator-gpu-without-one",
         lambda env: ["--trainer.accelerator=gpu"],
         ("trainer.accelerator=gpu", "--trainer.accelerator=cpu"),
@@ -348,3 +363,64 @@ def test_a_config_that_is_a_device_is_named(capsys):
     assert main(["fit", "--config", os.devnull]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert os.devnull in line and "is not a regular file" in line
+
+
+# -- a run's config finds its run from any working directory ----------------------------------
+@pytest.mark.slow
+def test_a_run_started_with_a_relative_root_is_found_from_elsewhere(
+    demo_dir: Path, tmp_path: Path, monkeypatch, capsys
+):
+    """``salt fit --trainer.default_root_dir=logs`` then, from another directory (and after
+    moving the run), ``salt test --config RUN/config.yaml`` evaluates that run: nothing is
+    trained from scratch or looked for under the new working directory."""
+    import shutil
+
+    import yaml
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    env = Env(demo_dir, tmp_path)
+    monkeypatch.chdir(project)
+    argv = ["fit", *CONFIGS, *FAST, *env.files(), "--trainer.default_root_dir=logs"]
+    assert main([*argv, "-n", "rel", "--log_suffix=x"]) == 0
+    run = project / "logs" / "rel_x"
+    saved = yaml.safe_load((run / "config.yaml").read_text())["trainer"]["default_root_dir"]
+    assert Path(saved).is_absolute()
+    moved = tmp_path / "archive" / "rel_x"
+    shutil.move(run, moved)
+    monkeypatch.chdir(elsewhere)
+    args = ["test", "--config", str(moved / "config.yaml"), "--evaluation.run_evaluation=false"]
+    assert main([*args, "--data.num_test=100"]) == 0
+    assert len(list((moved / "ckpts").glob("*__test_test.h5"))) == 1
+    assert list(elsewhere.iterdir()) == []
+
+
+# -- norm dict entries that are not numbers ----------------------------------------------------
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"mean": "abc", "std": 1.0}, "mean='abc'"),
+        ({"mean": 0.0, "std": None}, "std=None"),
+        ({"mean": True, "std": 1.0}, "mean=True"),
+        ([0.0, 1.0], "is [0.0, 1.0], expected a mapping with mean and std"),
+    ],
+    ids=["string-mean", "null-std", "bool-mean", "list-entry"],
+)
+def test_a_norm_dict_entry_that_is_not_numbers_is_named(entry: object, expected: str):
+    from salt.data.normalisation import Normaliser
+
+    norm = {"tracks": {"d0": entry}}
+    with pytest.raises((KeyError, ValueError)) as error:
+        Normaliser(norm, {"tracks": ["d0"]}, {"tracks": "tracks"}, source="nd.yaml")
+    message = str(error.value.args[0])
+    assert "nd.yaml" in message and "tracks.d0" in message and expected in message
+
+
+def test_a_norm_dict_that_is_not_text_is_named(tmp_path: Path):
+    from salt.data.normalisation import load_norm_dict
+
+    path = tmp_path / "nd.yaml"
+    path.write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ValueError, match=r"data\.norm_dict: '.*nd\.yaml' cannot be read"):
+        load_norm_dict(path)

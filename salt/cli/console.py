@@ -36,6 +36,8 @@ WARNING_NOISE = (
     # salt's CSV log keeps its history on resume; a new run directory holds only salt's files
     r".*Experiment logs directory .* exists and is not empty",
     r".*Checkpoint directory .* exists and is not empty",
+    # a moved run: salt finds its checkpoints in its new place (the run's config.yaml)
+    r".*The dirpath has changed from",
     # salt loads checkpoints with weights_only=True and an allow-list of its own
     r".*weights_only",
     # salt strips its own flags (--debug) before handing the rest to LightningCLI

@@ -32,7 +32,7 @@ from salt.callbacks.checkpoint import (
 )
 from salt.callbacks.nan_guard import NaNLossGuard
 from salt.class_paths import check_command_line
-from salt.cli.errors import one_line, suggest, unknown_keys
+from salt.cli.errors import config_files, one_line, suggest, unknown_keys
 from salt.cli.loggers import run_dir_loggers
 from salt.cli.run_dir import (
     RUN_DIR_ENV,
@@ -225,6 +225,8 @@ class SaltCLI(LightningCLI):
         except ArgumentError as err:
             raise ArgumentError(None, self._with_suggestion(str(err), argv)) from None
         subcommand = self.config.get("subcommand")
+        if subcommand is not None:
+            self._locate_run(self._active_config())
         self.derive(self._active_config(), need_files=not printing)
         if subcommand is None:  # run=False: no subcommand, the config is the whole namespace
             return
@@ -277,9 +279,44 @@ class SaltCLI(LightningCLI):
             )
         ]
 
+    def _locate_run(self, cfg: Namespace) -> None:
+        """A run's own ``config.yaml`` finds its run wherever salt is started and wherever the
+        run was moved: its directory (the one holding ``metadata.yaml``) is the run, whatever
+        ``default_root_dir`` it saved (older runs saved it relative to where they started)."""
+        if any(a.startswith("--trainer.default_root_dir") for a in self.argv):
+            return
+        saved = Path(cfg.trainer.default_root_dir or "")
+        for given in reversed(config_files(self.argv)):
+            run = given.resolve().parent
+            if (
+                given.name == "config.yaml"
+                and saved.name == run.name  # the config this run saved, not another one
+                and (run / "metadata.yaml").is_file()
+            ):
+                cfg.trainer.default_root_dir = str(run)
+                if saved.is_absolute() and saved != run:  # moved: its own files moved with it
+                    self._follow_moved_run(cfg, saved, run)
+                return
+
+    @staticmethod
+    def _follow_moved_run(cfg: Namespace, old: Path, new: Path) -> None:
+        """Point the files a run keeps (norm and class dicts, muP shapes) at its new place."""
+
+        def moved(value: Any) -> Any:
+            if isinstance(value, str) and Path(value).is_relative_to(old):
+                return str(new / Path(value).relative_to(old))
+            return value
+
+        for key in ("norm_dict", "class_dict"):
+            cfg.data[key] = moved(cfg.data.get(key))
+        mup = cfg.model.get("muP_config") if "model" in cfg else None
+        if isinstance(mup, dict) and "shape_path" in mup:
+            mup["shape_path"] = moved(mup["shape_path"])
+
     def _prepare_run_dir(self, cfg: Namespace) -> None:
         """Choose the run directory and point the loggers and checkpoints into it."""
-        root = Path(cfg.trainer.default_root_dir or "logs")
+        # absolute, so that the saved config finds the run from any working directory
+        root = Path(cfg.trainer.default_root_dir or "logs").absolute()
         check_resumable(root, cfg.get("ckpt_path"))
         resuming = bool(cfg.get("ckpt_path")) and (root / "metadata.yaml").is_file()
         force = bool(cfg.force or cfg.overwrite)

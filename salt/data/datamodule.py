@@ -176,11 +176,16 @@ class SaltDataModule(L.LightningDataModule):
                 f"data.variables: the global object '{global_object}' needs an entry "
                 "(an empty list if no jet variables are used)"
             )
-        for name in self.num_inputs:
+        for name, count in self.num_inputs.items():
             if name not in self.variables or name == self.global_object:
                 raise ValueError(
                     f"data.num_inputs: '{name}' is not a constituent input type "
                     f"(expected one of {self.constituent_names})"
+                )
+            if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+                raise UserError(
+                    f"data.num_inputs.{name}: expected a positive number of constituents per "
+                    f"row, got {count!r}"
                 )
 
     def _check_sizes(self) -> None:
@@ -340,6 +345,7 @@ class SaltDataModule(L.LightningDataModule):
         for index in range(len(files)):  # one file of many may lack a variable
             self._check_fields(source, specs, index)
             self._check_same_shape(source, index)
+        self._check_num_inputs(source, specs)
         mixture = self._mixture(source, groups, split) if mixed else None
         num_rows = mixture.num_rows if mixture is not None else self._num_rows(split, source)
         labels = {n: (self.dataset_name(n), f) for n, f in self.label_fields.items()}
@@ -405,6 +411,20 @@ class SaltDataModule(L.LightningDataModule):
                 f"{where}: weight field '{dataset}.{self.weight_field}' has dtype "
                 f"{dtype[self.weight_field]} (expected a number)"
             )
+
+    def _check_num_inputs(self, source: H5Source, specs: list[InputSpec]) -> None:
+        """``num_inputs`` keeps the first N constituents: more than a row holds is a mistake
+        (the network would be sized and documented for constituents that never come)."""
+        for spec in specs:
+            wanted = self.num_inputs.get(spec.name)
+            if wanted is None or not spec.constituent:
+                continue
+            stored = source.shape(spec.dataset, 0)[1]
+            if wanted > stored:
+                raise UserError(
+                    f"data.num_inputs.{spec.name}={wanted}, but the rows of '{spec.dataset}' in "
+                    f"{source.files[0]} hold {stored} constituents"
+                )
 
     @staticmethod
     def _check_same_shape(source: H5Source, index: int) -> None:

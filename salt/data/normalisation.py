@@ -23,9 +23,22 @@ def load_norm_dict(path: str | Path) -> NormDict:
         content = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ValueError(f"data.norm_dict: '{path}' is not valid YAML ({err})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not a text file"
+        raise ValueError(f"data.norm_dict: '{path}' cannot be read ({reason})") from None
     if not isinstance(content, dict):
         raise ValueError(f"data.norm_dict: '{path}' must map dataset -> variable -> mean/std")
     return content
+
+
+def _number(value: object) -> float:
+    """A norm-dict value as a float; NaN for what is not a number (reported with its key)."""
+    if isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
 
 
 class Normaliser(nn.Module):
@@ -55,13 +68,18 @@ class Normaliser(nn.Module):
             means, stds = [], []
             for var in names:
                 entry = stats.get(var)
-                if not isinstance(entry, dict) or "mean" not in entry or "std" not in entry:
+                if entry is None:
                     raise KeyError(f"{source}: '{dataset}.{var}' is missing (needs mean and std)")
-                mean, std = float(entry["mean"]), float(entry["std"])
+                if not isinstance(entry, dict) or "mean" not in entry or "std" not in entry:
+                    raise KeyError(
+                        f"{source}: '{dataset}.{var}' is {entry!r}, expected a mapping with "
+                        "mean and std"
+                    )
+                mean, std = _number(entry["mean"]), _number(entry["std"])
                 if not math.isfinite(mean) or not math.isfinite(std) or std <= 0:
                     raise ValueError(
-                        f"{source}: '{dataset}.{var}' has mean={mean}, std={std} "
-                        "(expected finite values and std > 0)"
+                        f"{source}: '{dataset}.{var}' has mean={entry['mean']!r}, "
+                        f"std={entry['std']!r} (expected finite numbers and std > 0)"
                     )
                 means.append(mean)
                 stds.append(std)
