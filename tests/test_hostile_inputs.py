@@ -424,3 +424,22 @@ def test_a_norm_dict_that_is_not_text_is_named(tmp_path: Path):
     path.write_bytes(bytes(range(128, 256)))
     with pytest.raises(ValueError, match=r"data\.norm_dict: '.*nd\.yaml' cannot be read"):
         load_norm_dict(path)
+
+
+# -- a cut-off last.ckpt is named before anything of the resume starts --------------------------
+def test_a_cut_off_last_ckpt_is_refused_before_the_run_starts(tmp_path: Path):
+    """``--ckpt_path last`` on a run whose last.ckpt was cut off: the error names it and the
+    intact checkpoint beside it, before loggers (Comet's offline line) or training start."""
+    from salt.cli.run_dir import check_resumable
+    from salt.safe_load import CheckpointError
+
+    run = tmp_path / "run"
+    (run / "ckpts").mkdir(parents=True)
+    (run / "metadata.yaml").write_text("status: finished\n")
+    import torch
+
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, run / "ckpts" / "epoch=000.ckpt")
+    whole = (run / "ckpts" / "epoch=000.ckpt").read_bytes()
+    (run / "ckpts" / "last.ckpt").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(CheckpointError, match=r"last\.ckpt' is truncated.*epoch=000\.ckpt"):
+        check_resumable(run, "last")

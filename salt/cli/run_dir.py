@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from salt.callbacks.checkpoint import lowest_val_loss
+from salt.safe_load import validate_checkpoint
 from salt.utils.claim import OutputClaim
 from salt.utils.files import atomic_write_text
 from salt.utils.versions import versions
@@ -83,6 +84,8 @@ def check_resumable(root: Path, ckpt_path: str | None) -> None:
         others = sorted(p.name for p in ckpts.glob("*.ckpt"))
         hint = f"; pass one of {others[-3:]} as --ckpt_path" if others else ""
         raise FileNotFoundError(f"--ckpt_path last: no last.ckpt in '{ckpts}'{hint}")
+    if (ckpts / "last.ckpt").is_file():  # a cut-off last.ckpt is named before loggers start
+        validate_checkpoint(ckpts / "last.ckpt")
 
 
 def git_hash() -> str | None:
