@@ -180,6 +180,10 @@ def test_lightning_trainer_messages_name_the_option():
     assert user_message(epochs) == (
         "trainer.max_epochs: expected non-negative integer or -1, got -2"
     )
+    devices = MisconfigurationException(
+        "`Trainer(devices='0')` value is not a valid input using cpu accelerator."
+    )
+    assert user_message(devices) == "trainer.devices='0' is not valid with the cpu accelerator"
     other = MisconfigurationException("something else entirely")
     assert user_message(other) == "something else entirely"
 
@@ -295,6 +299,11 @@ FIT_CASES = [
         "num-inputs-more-than-stored",
         lambda env: ["--data.num_inputs={tracks: 1000}"],
         ("data.num_inputs.tracks=1000", "hold 40 constituents"),
+    ),
+    FitCase(
+        "max-epochs-zero",
+        lambda env: ["--trainer.max_epochs=0"],
+        ("trainer.max_epochs=0", "trains nothing"),
     ),
     FitCase(
         "accelerator-gpu-without-one",

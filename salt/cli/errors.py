@@ -351,6 +351,10 @@ _TRAINER_MESSAGES = (
         re.compile(r"`?(\w+)`? must be a (.*?)\. You passed in (.*?)\.?$"),
         "trainer.{0}: expected {1}, got {2}",
     ),
+    (
+        re.compile(r"`Trainer\((\w+)=(.*?)\)` value is not a valid input using (\w+) accelerator"),
+        "trainer.{0}={1} is not valid with the {2} accelerator",
+    ),
 )
 
 

@@ -317,6 +317,11 @@ class SaltCLI(LightningCLI):
         """Choose the run directory and point the loggers and checkpoints into it."""
         # absolute, so that the saved config finds the run from any working directory
         root = Path(cfg.trainer.default_root_dir or "logs").absolute()
+        if cfg.trainer.max_epochs == 0 and not cfg.get("ckpt_path"):
+            raise ConfigError(
+                "trainer.max_epochs=0: a fit of 0 epochs trains nothing and leaves a run without "
+                "checkpoints; give 1 or more (or -1 with trainer.max_steps)"
+            )
         check_resumable(root, cfg.get("ckpt_path"))
         resuming = bool(cfg.get("ckpt_path")) and (root / "metadata.yaml").is_file()
         force = bool(cfg.force or cfg.overwrite)
