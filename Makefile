@@ -40,12 +40,13 @@ lint: install
 	$(BIN)/ruff format --check salt tests benchmarks
 	$(BIN)/mypy
 
+# one worker per core; tests sharing an expensive fixture stay on one worker (tests/conftest.py)
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 # the tests that take seconds, not minutes (end-to-end runs are marked slow)
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup -m "not slow"
 
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

@@ -92,7 +92,6 @@ SLOW_MODULES = {
     "test_toolbox",
 }
 SLOW_TESTS = (
-    "tests/test_docs.py::test_command",
     "tests/test_docs.py::test_mkdocs_build_strict",
     "tests/test_docs.py::test_yaml_block",
     "tests/test_evaluation.py::test_evaluate_predictions",
@@ -107,8 +106,31 @@ SLOW_TESTS = (
 )
 
 
+# Modules whose tests share an expensive module- or session-scoped fixture (a trained run, an
+# exported network, the documentation pages that build on each other): under ``pytest -n 2
+# --dist loadgroup`` each runs on one worker, so the fixture is built once, not once per worker.
+SHARED_FIXTURE_MODULES = {
+    "test_athena",
+    "test_compat_puma",
+    "test_demo_data",
+    "test_docs",
+    "test_end_to_end",
+    "test_errors",
+    "test_fuzz_h5",
+    "test_inspect",
+    "test_onnx_export",
+    "test_profile",
+    "test_s3",
+    "test_safety_checkpoints",
+    "test_safety_outputs",
+    "test_zoo_point",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         module = Path(str(item.fspath)).stem
         if module in SLOW_MODULES or item.nodeid.startswith(SLOW_TESTS):
             item.add_marker(pytest.mark.slow)
+        if module in SHARED_FIXTURE_MODULES:
+            item.add_marker(pytest.mark.xdist_group(module))

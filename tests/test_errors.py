@@ -905,14 +905,17 @@ def _runtime_error_with_aux_tasks(demo_dir: Path, tmp_path: Path, capsys, edit) 
     return error_line(err)
 
 
-def test_all_padded_tracks_are_named_not_the_learning_rate(demo_dir: Path, tmp_path: Path, capsys):
-    """Jets without tracks are legal (the jet task trains on them), but a track-level task has
-    nothing to average over in a batch without one valid track."""
+def test_a_file_without_valid_tracks_is_named_when_tasks_learn_from_tracks(
+    demo_dir: Path, tmp_path: Path, capsys
+):
+    """Jets without tracks are legal (the jet task trains on them, test_jets_without_tracks_...),
+    but a file none of whose tracks is valid would train the track tasks on nothing."""
     message = _runtime_error_with_aux_tasks(demo_dir, tmp_path, capsys, no_valid_tracks)
-    assert "non-finite loss in task 'track_" in message
-    assert "no valid tracks" in message and "'tracks.valid'" in message
+    assert "'tracks.valid' is False for every constituent" in message
+    assert "ftagTruthOriginLabel" in message
     assert str(tmp_path / "train.h5") in message
     assert "learning rate" not in message
+    assert not (tmp_path / "logs").exists()  # stopped before the run directory was made
 
 
 def test_huge_inputs_are_named_not_the_learning_rate(demo_dir: Path, tmp_path: Path, capsys):

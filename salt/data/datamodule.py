@@ -24,6 +24,9 @@ from salt.utils.label_fields import LabelFields, LabelSource, merge_label_fields
 
 log = logging.getLogger(__name__)
 
+# rows whose ``valid`` flags show that a constituent type a task learns from is present at all
+VALID_SCAN_ROWS = 10_000
+
 FileSpec = str | list[str] | dict[str, str | list[str]]
 
 
@@ -346,6 +349,8 @@ class SaltDataModule(L.LightningDataModule):
             self._check_fields(source, specs, index)
             self._check_same_shape(source, index)
         self._check_num_inputs(source, specs)
+        if split in ("train", "val"):
+            self._check_constituents_present(source, specs)
         mixture = self._mixture(source, groups, split) if mixed else None
         num_rows = mixture.num_rows if mixture is not None else self._num_rows(split, source)
         labels = {n: (self.dataset_name(n), f) for n, f in self.label_fields.items()}
@@ -425,6 +430,24 @@ class SaltDataModule(L.LightningDataModule):
                     f"data.num_inputs.{spec.name}={wanted}, but the rows of '{spec.dataset}' in "
                     f"{source.files[0]} hold {stored} constituents"
                 )
+
+    def _check_constituents_present(self, source: H5Source, specs: list[InputSpec]) -> None:
+        """A constituent type that a task learns from has a valid constituent in the first rows
+        of every file: an all-padded file (wrong ``valid`` flags, a broken dump) would train
+        that task on nothing, with a loss of 0, and nobody would notice."""
+        for spec in specs:
+            fields = self.label_fields.get(spec.name)
+            if not spec.constituent or not fields:
+                continue
+            for index, path in enumerate(source.files):
+                rows = min(VALID_SCAN_ROWS, source.shape(spec.dataset, index)[0])
+                if rows and not source.any_true(spec.dataset, "valid", index, rows):
+                    raise InputFileError(
+                        f"{path}: '{spec.dataset}.valid' is False for every constituent of the "
+                        f"first {rows} rows, but tasks learn from its labels "
+                        f"({', '.join(sorted(fields))}); check the file's valid flags or leave "
+                        "those tasks out"
+                    )
 
     @staticmethod
     def _check_same_shape(source: H5Source, index: int) -> None:

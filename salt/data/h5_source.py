@@ -86,6 +86,13 @@ class H5Source:
         with _open(self.files[0], self.key) as h5, _damaged(self.files[0], self.key, "metadata"):
             return dict(h5[dataset].attrs)
 
+    def any_true(self, dataset: str, field: str, index: int, rows: int) -> bool:
+        """Whether the boolean ``field`` is True anywhere in the first ``rows`` rows of file
+        ``index`` (only that field is read)."""
+        path = self.files[index]
+        with _open(path, self.key) as h5, _damaged(path, self.key, f"dataset '{dataset}'"):
+            return bool(np.any(h5[dataset].fields(field)[:rows]))
+
     # -- reading ----------------------------------------------------------------------------
     def _handle(self, index: int) -> h5py.File:
         if self._pid != os.getpid():  # forked: never reuse the parent's handles

@@ -165,8 +165,7 @@ class ClassificationTask(TaskBase):
         weights = event_weights(labels)
         if weights is not None:
             return logits, self.weighted_loss(logits, target, keep, weights)
-        loss = self.loss(logits[keep], target[keep])
-        return logits, loss
+        return logits, self.kept_loss(logits, target, keep)
 
     def _forward_packed(
         self,
@@ -190,7 +189,16 @@ class ClassificationTask(TaskBase):
         if weights is not None:
             jet_weights = weights.index_select(0, packing.jet)
             return dense_logits, self.weighted_loss(logits, target, keep, jet_weights)
-        return dense_logits, self.loss(logits[keep], target[keep])
+        return dense_logits, self.kept_loss(logits, target, keep)
+
+    def kept_loss(self, logits: Tensor, target: Tensor, keep: Tensor) -> Tensor:
+        """The loss over the samples ``keep`` selects; 0 (still in the graph) when it selects
+        none, as in a batch whose jets happen to have no labelled constituent of this type: the
+        loss's mean over nothing would be NaN and stop the run."""
+        kept_target = target[keep]
+        if kept_target.numel() == 0:  # the indexing has synchronised already: no extra cost
+            return logits.sum() * 0.0
+        return self.loss(logits[keep], kept_target)
 
     def weighted_loss(
         self, logits: Tensor, target: Tensor, keep: Tensor, weights: Tensor
