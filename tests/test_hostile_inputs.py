@@ -306,6 +306,26 @@ FIT_CASES = [
         ("trainer.max_epochs=0", "trains nothing"),
     ),
     FitCase(
+        "accumulate-grad-batches-zero",
+        lambda env: ["--trainer.accumulate_grad_batches=0"],
+        ("trainer.accumulate_grad_batches", "got 0"),
+    ),
+    FitCase(
+        "val-check-interval-zero",
+        lambda env: ["--trainer.val_check_interval=0"],
+        ("trainer.val_check_interval", "got 0"),
+    ),
+    FitCase(
+        "gradient-clip-negative",
+        lambda env: ["--trainer.gradient_clip_val=-1"],
+        ("trainer.gradient_clip_val", "got -1"),
+    ),
+    FitCase(
+        "variable-typo-suggested",
+        lambda env: ["--data.variables={jets: [pt_btagJes, eta_btagJes], tracks: [d0, dphii]}"],
+        ("tracks.dphii", "did you mean 'dphi'", "data.variables.tracks"),
+    ),
+    FitCase(
         "accelerator-gpu-without-one",
         lambda env: ["--trainer.accelerator=gpu"],
         ("trainer.accelerator=gpu", "--trainer.accelerator=cpu"),
@@ -452,3 +472,25 @@ def test_a_cut_off_last_ckpt_is_refused_before_the_run_starts(tmp_path: Path):
     (run / "ckpts" / "last.ckpt").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(CheckpointError, match=r"last\.ckpt' is truncated.*epoch=000\.ckpt"):
         check_resumable(run, "last")
+
+
+# -- config files that hold nothing, or are not text ---------------------------------------------
+def test_a_binary_config_file_is_named(tmp_path: Path, capsys):
+    path = tmp_path / "model.yaml"
+    path.write_bytes(b"data:\n  x: " + bytes(range(128, 200)))
+    capsys.readouterr()
+    assert main(["fit", "--config", str(path)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "model.yaml" in line and "is not text" in line
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n"], ids=["empty", "comment"])
+def test_empty_config_files_are_dropped(tmp_path: Path, text: str):
+    from salt.cli.main import without_empty_configs
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(text)
+    real = tmp_path / "real.yaml"
+    real.write_text("data:\n  batch_size: 3\n")
+    argv = ["fit", "--config", str(empty), f"--config={empty}", "-c", str(real), "--x=1"]
+    assert without_empty_configs(argv) == ["fit", "-c", str(real), "--x=1"]

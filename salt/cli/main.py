@@ -153,12 +153,65 @@ def run_lightning(cli_args: list[str]) -> None:
     quiet_third_party()  # before Lightning is imported: its import-time lines are filtered too
     # --config s3://bucket/run/config.yaml is fetched first, then salt-ml configs are translated
     # to salt's syntax (a new file; salt's own pass unchanged)
-    argv = translate_config_args(localize_config_args(cli_args))
+    argv = localize_config_args(cli_args)
+    check_config_text(argv)  # a binary file given as --config is named, not a decoding bug
+    argv = translate_config_args(argv)
     precheck(argv)  # typos and missing files in a second, before the slow imports
+    argv = without_empty_configs(argv)
     from salt.cli.salt_cli import SaltCLI
 
     quiet_third_party()  # again, for the console handler Lightning attached on import
     SaltCLI(args=argv)
+
+
+def _config_values(argv: list[str]) -> list[tuple[int, int, str]]:
+    """(first index, number of items, path) of each ``--config`` of a command line."""
+    from salt.utils.argv import config_positions
+
+    return [
+        (index - 1, 2, value) if form == "sep" else (index, 1, value)
+        for index, form, value in config_positions(argv)
+    ]
+
+
+def check_config_text(argv: list[str]) -> None:
+    """Every local ``--config`` file that exists is UTF-8 text (YAML is)."""
+    from pathlib import Path
+
+    from salt.errors import ConfigError
+
+    for _, _, value in _config_values(argv):
+        path = Path(value)
+        if not path.is_file():
+            continue  # the pre-check says what it is
+        try:
+            path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(
+                f"config file '{value}' is not text (byte {err.object[err.start]:#x} at offset "
+                f"{err.start} is not UTF-8); expected a YAML file"
+            ) from None
+        except OSError as err:
+            raise ConfigError(f"config file '{value}' cannot be read ({err.strerror})") from None
+
+
+def without_empty_configs(argv: list[str]) -> list[str]:
+    """Drop ``--config`` files that hold nothing (empty, or only comments): they set no option,
+    and the parser would call them an 'Unexpected config'."""
+    from pathlib import Path
+
+    import yaml
+
+    drop: set[int] = set()
+    for index, count, value in _config_values(argv):
+        path = Path(value)
+        try:
+            empty = path.is_file() and yaml.safe_load(path.read_text()) is None
+        except (OSError, ValueError, yaml.YAMLError):
+            empty = False
+        if empty:
+            drop.update(range(index, index + count))
+    return [arg for i, arg in enumerate(argv) if i not in drop]
 
 
 if __name__ == "__main__":

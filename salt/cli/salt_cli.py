@@ -267,6 +267,7 @@ class SaltCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         subcommand = self.config.get("subcommand")
         cfg = self._active_config()
+        check_trainer_values(cfg.trainer)
         if subcommand == "fit":
             self._prepare_run_dir(cfg)
         else:  # salt test/validate/predict, and builds: no run directory, no loggers
@@ -496,6 +497,30 @@ class SaltCLI(LightningCLI):
             test_file=resolve_files(cfg.data.test_file, "test_file")[0],
             overwrite=bool(cfg.overwrite or cfg.force),
         )  # logs the working-point table and the files it wrote
+
+
+# trainer options Lightning accepts but divides by, or silently ignores, when out of range:
+# key -> (smallest allowed value, whether the smallest is allowed itself, what is expected)
+_TRAINER_BOUNDS = {
+    "accumulate_grad_batches": (1, True, "a whole number of batches, 1 or more"),
+    "val_check_interval": (0, False, "a positive fraction of an epoch or number of batches"),
+    "check_val_every_n_epoch": (1, True, "a whole number of epochs, 1 or more"),
+    "log_every_n_steps": (1, True, "a whole number of steps, 1 or more"),
+    "gradient_clip_val": (0, True, "0 or more (0 or null: no clipping)"),
+    "limit_train_batches": (0, False, "a positive fraction or number of batches"),
+    "limit_val_batches": (0, True, "0 or more"),
+}
+
+
+def check_trainer_values(trainer: Namespace) -> None:
+    """Name a trainer option whose value Lightning would divide by (a ZeroDivisionError deep
+    in its loops) or silently misuse (a negative gradient clip)."""
+    for key, (low, inclusive, expected) in _TRAINER_BOUNDS.items():
+        value = trainer.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if value < low or (value == low and not inclusive):
+            raise ConfigError(f"trainer.{key}: expected {expected}, got {value}")
 
 
 @dataclass

@@ -10,6 +10,7 @@ import yaml
 from torch import Tensor, nn
 
 from salt.data.paths import not_a_file
+from salt.errors import suggest
 
 NormDict = dict[str, dict[str, dict[str, float]]]
 
@@ -69,7 +70,13 @@ class Normaliser(nn.Module):
             for var in names:
                 entry = stats.get(var)
                 if entry is None:
-                    raise KeyError(f"{source}: '{dataset}.{var}' is missing (needs mean and std)")
+                    close = suggest(var, stats)
+                    hint = (
+                        f" (did you mean '{close}'? check data.variables.{name})" if close else ""
+                    )
+                    raise KeyError(
+                        f"{source}: '{dataset}.{var}' is missing (needs mean and std){hint}"
+                    )
                 if not isinstance(entry, dict) or "mean" not in entry or "std" not in entry:
                     raise KeyError(
                         f"{source}: '{dataset}.{var}' is {entry!r}, expected a mapping with "
