@@ -52,6 +52,33 @@ def _file(tmp: Path, name: str, data: bytes) -> Path:
 
 
 TOOL_CASES = [
+    ToolCase(
+        "no-subcommand", lambda t: ["--data.batch_size=3"], ("no subcommand", "--data"), "salt"
+    ),
+    ToolCase(
+        "config-section-a-list",
+        lambda t: ["fit", "--config", str(_file(t, "dl.yaml", b"data: [1, 2]\n"))],
+        ("dl.yaml", "'data' is a list", "mapping"),
+        "salt",
+    ),
+    ToolCase(
+        "evaluate-fc-out-of-range",
+        lambda t: ["evaluate", str(t / "p.h5"), "--fc", "1.5"],
+        ("--fc 1.5",),
+        "salt evaluate",
+    ),
+    ToolCase(
+        "evaluate-text-file",
+        lambda t: ["evaluate", str(_file(t, "p.h5", b"not hdf5"))],
+        ("p.h5", "not an HDF5 file"),
+        "salt evaluate",
+    ),
+    ToolCase(
+        "compare-fc-out-of-range",
+        lambda t: ["compare", str(t), "--fc", "-0.5"],
+        ("--fc -0.5",),
+        "salt compare",
+    ),
     ToolCase("inspect-no-file", lambda t: ["inspect"], ("files", "--help"), "salt inspect"),
     ToolCase(
         "inspect-directory", lambda t: ["inspect", str(t)], ("is a directory",), "salt inspect"
@@ -72,6 +99,12 @@ TOOL_CASES = [
         "demo-data-not-a-number",
         lambda t: ["demo-data", "--out", str(t / "o"), "--train", "abc"],
         ("--train", "abc"),
+        "salt demo-data",
+    ),
+    ToolCase(
+        "demo-data-not-a-number-message",
+        lambda t: ["demo-data", "--out", str(t / "o"), "--val", "many"],
+        ("expected a non-negative integer, got many",),
         "salt demo-data",
     ),
     ToolCase(
@@ -326,6 +359,27 @@ FIT_CASES = [
         ("tracks.dphii", "did you mean 'dphi'", "data.variables.tracks"),
     ),
     FitCase(
+        "top-level-key-typo-names-its-file",
+        lambda env: ["--config", str(env.write("tk.yaml", "dta:\n  batch_size: 3\n"))],
+        ("tk.yaml", "dta.batch_size"),
+    ),
+    FitCase(
+        "ckpt-path-a-directory",
+        lambda env: [f"--ckpt_path={env.tmp}"],
+        ("is a directory",),
+    ),
+    FitCase(
+        "name-with-a-slash",
+        lambda env: ["-n", "../../escape", "--log_suffix=x"],
+        ("--name '../../escape'", "one directory name"),
+    ),
+    FitCase(
+        "log-suffix-with-a-slash",
+        lambda env: ["-n", "ok", "--log_suffix=a/b"],
+        ("--log_suffix 'a/b'",),
+    ),
+    FitCase("empty-name", lambda env: ["-n", "", "--log_suffix=x"], ("--name", "empty")),
+    FitCase(
         "accelerator-gpu-without-one",
         lambda env: ["--trainer.accelerator=gpu"],
         ("trainer.accelerator=gpu", "--trainer.accelerator=cpu"),
@@ -494,3 +548,27 @@ def test_empty_config_files_are_dropped(tmp_path: Path, text: str):
     real.write_text("data:\n  batch_size: 3\n")
     argv = ["fit", "--config", str(empty), f"--config={empty}", "-c", str(real), "--x=1"]
     assert without_empty_configs(argv) == ["fit", "-c", str(real), "--x=1"]
+
+
+# -- a run's config given to a new fit: the new run goes beside it, never inside -------------
+def test_a_new_fit_from_a_runs_config_goes_beside_the_run(tmp_path: Path):
+    from salt.cli.run_dir import choose_run_dir, release_claims
+
+    run = tmp_path / "logs" / "base_run"
+    run.mkdir(parents=True)
+    (run / "metadata.yaml").write_text("status: finished\n")
+    try:
+        with pytest.raises(FileExistsError, match=r"base_run.*--force"):
+            choose_run_dir(run, "base", "run", resuming=False, force=False)
+        new, checked = choose_run_dir(run, "tuned", "x", resuming=False, force=False)
+        assert new == tmp_path / "logs" / "tuned_x" and checked
+    finally:
+        release_claims()
+    assert choose_run_dir(run, "base", "run", resuming=True, force=False) == (run, False)
+
+
+def test_an_empty_data_path_is_named():
+    from salt.data.paths import resolve_files
+
+    with pytest.raises(FileNotFoundError, match=r"data\.train_file: an empty path"):
+        resolve_files("", "train_file")

@@ -311,8 +311,8 @@ def _has_key(node: object, parts: list[str]) -> bool:
 
 def _config_with_key(key: str, argv: list[str]) -> Path | None:
     """The last --config file that sets ``key`` when the command line itself does not."""
-    leaf = key.rsplit(".", 1)[-1]
-    if any(re.match(rf"--([\w.]+\.)?{re.escape(leaf)}(=|$)", arg) for arg in argv):
+    # the command line sets it (a nested key is reported by its last parts only)
+    if any(re.match(rf"--([\w.]+\.)?{re.escape(key)}(=|$)", arg) for arg in argv):
         return None
     found = None
     for path in config_files(argv):

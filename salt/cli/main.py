@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0 if args else 2
     name = ALIASES.get(args[0], args[0])
+    if name.startswith("-") and name != "--debug":  # an option where the subcommand goes
+        print(f"salt: error: no subcommand before '{name}'; see salt --help", file=sys.stderr)
+        return 2
     if name in COMMANDS:
         return COMMANDS[name].load()(args[1:])
     from salt.cli.errors import run_cli

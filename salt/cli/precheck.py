@@ -105,6 +105,13 @@ def check_config_file(path: str) -> None:
         return
     if not isinstance(content, dict):
         raise ConfigError(f"config file '{path}' is not a mapping of config sections")
+    for section in ("data", "trainer", "model"):
+        body = content.get(section)
+        if body is not None and not isinstance(body, dict):
+            raise ConfigError(
+                f"config file '{path}': '{section}' is a {type(body).__name__}, expected a "
+                "mapping of its options"
+            )
     for section in SECTIONS:
         body = content.get(section)
         if not isinstance(body, dict) or "class_path" in body or "init_args" in body:

@@ -157,6 +157,22 @@ def absolute_spec(spec: Any) -> Any:
     return str(Path(spec).resolve())
 
 
+def check_name(name: str, suffix: str | None) -> None:
+    """A run name and suffix are one directory name each: a ``/`` or ``..`` would put the run
+    outside ``default_root_dir`` (or overwrite another one's files)."""
+    for key, value in (("name", name), ("log_suffix", suffix)):
+        if value is None and key == "log_suffix":
+            continue
+        text = str(value)
+        if not text.strip() and key == "name":
+            raise ValueError("--name: expected a run name, got an empty string")
+        if "/" in text or os.sep in text or text in (".", ".."):
+            raise ValueError(
+                f"--{key} '{text}': expected one directory name (no '/' and not '..'); "
+                "use --trainer.default_root_dir to choose where runs go"
+            )
+
+
 def choose_run_dir(
     root: Path, name: str, suffix: str | None, resuming: bool, force: bool
 ) -> tuple[Path, bool]:
@@ -173,6 +189,9 @@ def choose_run_dir(
         return Path(inherited), False
     if resuming:
         return root, False
+    check_name(name, suffix)
+    if (root / "metadata.yaml").is_file():  # a run's own config: a new run goes beside it
+        root = root.parent
     run_dir = root / run_dir_name(name, suffix)
     if global_rank == 0:
         check_free(run_dir, force)

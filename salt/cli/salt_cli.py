@@ -44,7 +44,7 @@ from salt.cli.run_dir import (
 from salt.cli.save_run import RUN_DIR_PATHS, SaveRunDirectory
 from salt.cli.wiring import derive_config
 from salt.data.datamodule import SaltDataModule
-from salt.data.paths import resolve_files
+from salt.data.paths import not_a_file, resolve_files
 from salt.errors import ConfigError
 from salt.redact import redact_yaml
 from salt.s3.cli import S3Session, prepare_s3
@@ -324,6 +324,8 @@ class SaltCLI(LightningCLI):
                 "checkpoints; give 1 or more (or -1 with trainer.max_steps)"
             )
         check_resumable(root, cfg.get("ckpt_path"))
+        if cfg.get("ckpt_path") not in (None, "last", "best", "hpc", "registry"):
+            validate_checkpoint(cfg.ckpt_path)  # before the run directory and its loggers
         resuming = bool(cfg.get("ckpt_path")) and (root / "metadata.yaml").is_file()
         force = bool(cfg.force or cfg.overwrite)
         run_dir, checked = choose_run_dir(root, cfg.name, cfg.log_suffix, resuming, force)
@@ -429,8 +431,13 @@ class SaltCLI(LightningCLI):
         run_dir = Path(cfg.trainer.default_root_dir or ".")
         ckpt = Path(cfg.ckpt_path) if cfg.ckpt_path else best_checkpoint(run_dir / "ckpts")
         if not ckpt.is_file():
-            raise FileNotFoundError(f"ckpt_path: file '{ckpt}' does not exist")
+            raise FileNotFoundError(f"ckpt_path: file '{ckpt}' {not_a_file(ckpt)}")
         self.config_init[subcommand]["ckpt_path"] = str(ckpt)
+        if cfg.test_suffix and ("/" in cfg.test_suffix or cfg.test_suffix in (".", "..")):
+            raise ConfigError(
+                f"--test_suffix '{cfg.test_suffix}': expected a name for the predictions file "
+                "(no '/' and not '..')"
+            )
         sample = cfg.test_suffix or resolve_files(cfg.data.test_file, "test_file")[0].stem
         out = ckpt.parent / f"{ckpt.stem}__{subcommand}_{sample}.h5"
         if out.exists() and not (cfg.overwrite or cfg.force):

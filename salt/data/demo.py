@@ -931,7 +931,10 @@ def _describe_error(err: BaseException) -> str:
 
 
 def _non_negative_int(text: str) -> int:
-    value = float(text)  # accept 1e6 as well as 1000000
+    try:
+        value = float(text)  # accept 1e6 as well as 1000000
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}") from None
     if value < 0 or value != int(value):
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
     return int(value)

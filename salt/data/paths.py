@@ -41,6 +41,8 @@ def resolve_files(spec: GroupedSpec, key: str = "file") -> list[Path]:
                 raise FileNotFoundError(f"data.{key}: the glob '{text}' matches no file")
             files.extend(Path(m) for m in matches)
         else:
+            if not text.strip():
+                raise FileNotFoundError(f"data.{key}: an empty path (expected a file)")
             path = Path(text)
             if not path.is_file():
                 raise FileNotFoundError(f"data.{key}: file '{text}' {not_a_file(path)}")

@@ -137,6 +137,24 @@ def _run(prog: str, debug: bool, work: Callable[[], object]) -> int:
     return 0
 
 
+def check_fractions(fc: float, ftau: float | None) -> None:
+    """``--fc``/``--ftau`` are fractions of a discriminant's denominator."""
+    tau = ftau or 0.0
+    if not (0 <= fc <= 1 and 0 <= tau <= 1 and fc + tau <= 1):
+        raise ValueError(
+            f"--fc {fc}, --ftau {tau}: expected non-negative fractions with fc+ftau <= 1"
+        )
+
+
+def _check_hdf5(path: Path) -> None:
+    """A predictions file that is not HDF5 is named (HDF5's own message names no file)."""
+    if path.is_file():
+        with path.open("rb") as handle:
+            head = handle.read(8)
+        if head != b"\x89HDF\r\n\x1a\n":
+            raise ValueError(f"{path}: not an HDF5 file (expected a predictions file of salt test)")
+
+
 def default_evaluate_dir(pred_file: Path, fc: float) -> Path:
     """Beside ``salt test``'s own evaluation: ``<run>/evaluation/<predictions stem>__fc<fc>``."""
     parent = pred_file.parent
@@ -153,8 +171,13 @@ def evaluate_main(argv: Sequence[str]) -> int:
         from salt.evaluation.compare import resolve_source
         from salt.evaluation.evaluate import evaluate_predictions
 
+        check_fractions(args.fc, args.ftau)  # before the file is read (and logged about)
         if Path(args.pred_file).is_dir():
             raise ValueError(f"{args.pred_file}: expected a predictions file, not a directory")
+        pred = Path(args.pred_file)
+        if not pred.exists() and ":" in args.pred_file:  # PRED.h5:TAGGER
+            pred = Path(args.pred_file.rsplit(":", 1)[0])
+        _check_hdf5(pred)
         spec = args.pred_file if args.tagger is None else f"{args.pred_file}:{args.tagger}"
         source = resolve_source(spec)
         out = args.out or default_evaluate_dir(source.pred_file, args.fc)
@@ -185,6 +208,7 @@ def compare_main(argv: Sequence[str]) -> int:
     def work() -> None:
         from salt.evaluation.compare import compare
 
+        check_fractions(args.fc, args.ftau)
         compare(
             args.sources,
             args.out,
