@@ -572,3 +572,55 @@ def test_an_empty_data_path_is_named():
 
     with pytest.raises(FileNotFoundError, match=r"data\.train_file: an empty path"):
         resolve_files("", "train_file")
+
+
+# -- Ctrl-C during a fit stops it as a pre-emption does ----------------------------------------
+class CtrlCAt:
+    """A Lightning callback that presses Ctrl-C (a real SIGINT to this process) before training
+    step ``step``."""
+
+    def __init__(self, step: int = 3):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, *args: object) -> None:
+        import signal
+
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def _ctrl_c_callback():
+    import lightning as L
+
+    return type("CtrlCCallback", (CtrlCAt, L.Callback), {})
+
+
+CtrlCCallback = _ctrl_c_callback()
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_fit_leaves_a_resumable_interrupted_run(
+    demo_dir: Path, tmp_path: Path, monkeypatch, capsys
+):
+    import json
+    import signal
+
+    import yaml
+
+    from salt.callbacks.preemption import PREEMPTED_EXIT
+    from salt.class_paths import ALLOW_ENV
+    from tests.helpers import demo_fit_args
+
+    monkeypatch.setenv(ALLOW_ENV, __name__.split(".")[0])
+    spec = {"class_path": f"{__name__}.CtrlCCallback", "init_args": {"step": 3}}
+    args = demo_fit_args(demo_dir, tmp_path, "sig", "--trainer.logger=false")
+    args += ["--data.num_train=600", "--data.batch_size=60", "--trainer.max_epochs=2"]
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit) as stop:
+        main([*args, f"--trainer.callbacks+={json.dumps(spec)}"])
+    assert stop.value.code == PREEMPTED_EXIT + signal.SIGTERM
+    assert signal.getsignal(signal.SIGINT) is before  # given back after the fit
+    run = tmp_path / "sig_run"
+    assert sorted(p.name for p in (run / "ckpts").glob("*.ckpt")) == ["last.ckpt"]
+    meta = yaml.safe_load((run / "metadata.yaml").read_text())
+    assert meta["status"] == "interrupted" and meta["interrupted_at_step"] == 4

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from argparse import ArgumentError
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -380,8 +382,20 @@ class SaltCLI(LightningCLI):
             self.datamodule.read_labels_of(self.model)
 
     # -- fit --------------------------------------------------------------------------------
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Lightning's subcommand, with the Ctrl-C handling of a fit given back afterwards
+        (salt may run in-process, e.g. under pytest)."""
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGINT) if main_thread else None
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            if main_thread and previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
     def before_fit(self) -> None:
         cfg = self.config["fit"]
+        ctrl_c_stops_like_preemption()
         if cfg.compile:
             # compiled in place: parameter names (and so checkpoints) stay those of the eager
             # model, so a compiled run's checkpoints load and evaluate like any other
@@ -504,6 +518,23 @@ class SaltCLI(LightningCLI):
             test_file=resolve_files(cfg.data.test_file, "test_file")[0],
             overwrite=bool(cfg.overwrite or cfg.force),
         )  # logs the working-point table and the files it wrote
+
+
+def ctrl_c_stops_like_preemption() -> None:
+    """Ctrl-C during a fit stops it as a pre-emption does (``last.ckpt`` at the step it
+    reached, ``status: interrupted``, resumable with ``--ckpt_path last``); a second Ctrl-C
+    aborts at once. Lightning's own handling writes no checkpoint and leaves ``running``."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return  # ignored (a background job) or handled by the caller
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        log.warning("Ctrl-C: stopping after this step (press Ctrl-C again to abort at once)")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
 
 
 # trainer options Lightning accepts but divides by, or silently ignores, when out of range:
