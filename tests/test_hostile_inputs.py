@@ -39,7 +39,7 @@ class ToolCase:
     id: str
     argv: Callable[[Path], list[str]]  # after "salt", built in the case's directory
     expect: tuple[str, ...]
-    prog: str
+    prog: str = "salt"
 
     def param(self):
         return pytest.param(self, id=self.id)
@@ -52,6 +52,7 @@ def _file(tmp: Path, name: str, data: bytes) -> Path:
 
 
 TOOL_CASES = [
+    ToolCase("subcommand-transposed", lambda t: ["fti"], ("'fti'", "did you mean 'fit'")),
     ToolCase(
         "no-subcommand", lambda t: ["--data.batch_size=3"], ("no subcommand", "--data"), "salt"
     ),

@@ -11,6 +11,7 @@ everything again: the pre-check only ever rejects what the parser would reject t
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
 from collections.abc import Iterator, Sequence
 from functools import cache
@@ -141,7 +142,9 @@ def precheck(argv: Sequence[str]) -> None:
     if not argv or argv[0].startswith("-"):
         return  # options before the subcommand: the full parser explains
     if argv[0] not in SUBCOMMANDS:
-        hint = suggest(argv[0], SUBCOMMANDS)
+        # short names: a transposition (fti) is far in ratio, so a lower bar than for keys
+        close = difflib.get_close_matches(argv[0], list(SUBCOMMANDS), n=1, cutoff=0.6)
+        hint = close[0] if close else None
         guess = f" (did you mean '{hint}'?)" if hint else ""
         raise ConfigError(f"unknown subcommand '{argv[0]}'{guess}; see salt --help")
     if any(a in ("-h", "--help") for a in argv):
