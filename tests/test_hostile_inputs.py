@@ -286,6 +286,13 @@ def _other_class_names(data, attrs) -> None:
     attrs["jets"]["flavour_label"] = np.array(["x", "y", "z", "w"], dtype="S")
 
 
+def _class_dict_weights(env: Env, weights: list[float]) -> list[str]:
+    from tests.test_errors import with_class_dict_task
+
+    class_dict = env.write_yaml("class_dict.yaml", {"jets": {"flavour_label": weights}})
+    return ["--config", str(with_class_dict_task(env)), *env.files(class_dict=class_dict)]
+
+
 @dataclass
 class FitCase:
     id: str
@@ -380,6 +387,21 @@ FIT_CASES = [
         ("--log_suffix 'a/b'",),
     ),
     FitCase("empty-name", lambda env: ["-n", "", "--log_suffix=x"], ("--name", "empty")),
+    FitCase(
+        "class-dict-negative-weight",
+        lambda env: _class_dict_weights(env, [1.0, -2.0, 1.0, 1.0]),
+        ("class_dict.yaml", "jets.flavour_label", "non-negative"),
+    ),
+    FitCase(
+        "class-dict-nan-weight",
+        lambda env: _class_dict_weights(env, [1.0, float("nan"), 1.0, 1.0]),
+        ("class_dict.yaml", "jets.flavour_label", "finite"),
+    ),
+    FitCase(
+        "class-dict-wrong-length-names-the-file",
+        lambda env: _class_dict_weights(env, [1.0, 2.0]),
+        ("class_dict.yaml", "jets.flavour_label", "expected 4"),
+    ),
     FitCase(
         "accelerator-gpu-without-one",
         lambda env: ["--trainer.accelerator=gpu"],

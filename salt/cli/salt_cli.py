@@ -47,7 +47,7 @@ from salt.cli.save_run import RUN_DIR_PATHS, SaveRunDirectory
 from salt.cli.wiring import derive_config
 from salt.data.datamodule import SaltDataModule
 from salt.data.paths import not_a_file, resolve_files
-from salt.errors import ConfigError
+from salt.errors import ConfigError, UserError
 from salt.redact import redact_yaml
 from salt.s3.cli import S3Session, prepare_s3
 from salt.safe_load import validate_checkpoint
@@ -327,7 +327,10 @@ class SaltCLI(LightningCLI):
             )
         check_resumable(root, cfg.get("ckpt_path"))
         if cfg.get("ckpt_path") not in (None, "last", "best", "hpc", "registry"):
-            validate_checkpoint(cfg.ckpt_path)  # before the run directory and its loggers
+            try:  # before the run directory and its loggers
+                validate_checkpoint(cfg.ckpt_path)
+            except (OSError, UserError) as err:
+                raise type(err)(f"--ckpt_path: {err}") from None
         resuming = bool(cfg.get("ckpt_path")) and (root / "metadata.yaml").is_file()
         force = bool(cfg.force or cfg.overwrite)
         run_dir, checked = choose_run_dir(root, cfg.name, cfg.log_suffix, resuming, force)

@@ -6,6 +6,7 @@ checkpoint carries them and ``salt test`` needs no class dict file.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -39,4 +40,22 @@ def apply_class_dict(
             raise InputFileError(
                 f"data.class_dict '{path}': no weights for '{dataset}.{task.label}'"
             ) from None
-        task.set_class_weights(list(weights))
+        where = f"data.class_dict '{path}': '{dataset}.{task.label}'"
+        if not isinstance(weights, list) or not all(_weight(w) for w in weights):
+            raise InputFileError(
+                f"{where} is {weights!r}, expected a list of finite non-negative weights"
+            )
+        try:
+            task.set_class_weights(list(weights))
+        except ValueError as err:
+            raise InputFileError(f"{where}: {err}") from None
+
+
+def _weight(value: object) -> bool:
+    """A class weight: a finite number, 0 or more (a NaN or negative one poisons the loss)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
