@@ -7,6 +7,7 @@ divergence (and its value for a random subset of the same size) and the light je
 The predictions of the test and validation files are pooled (``--samples``) for statistics.
 
     python benchmarks/disco_sculpting.py [--num_train 100000] [--epochs 2] [--strength 10]
+                                        [--batch_size 100] [--in_process]
     python benchmarks/disco_sculpting.py --runs logs/<run without> logs/<run with DisCo>
 """
 
@@ -28,7 +29,14 @@ CONFIGS = ROOT / "configs"
 JET_FIELDS = "[pt, eta, mass, HadronConeExclTruthLabelID, flavour_label]"
 
 
-def salt(args: list[str]) -> None:
+def salt(args: list[str], in_process: bool = False) -> None:
+    """``salt ARGS`` as a new process, or with ``in_process`` in this one (no start-up)."""
+    if in_process:
+        from salt.cli.main import main
+
+        if main(args):
+            raise SystemExit(f"salt {' '.join(args[:1])} failed (its error is above)")
+        return
     done = subprocess.run([sys.executable, "-m", "salt", *args], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"salt {' '.join(args[:1])} failed:\n{done.stderr[-2000:]}")
@@ -61,18 +69,20 @@ def train(name: str, fragments: list[Path], args: argparse.Namespace, root: Path
             f"--data.num_train={args.num_train}",
             f"--data.num_val={args.num_val}",
             f"--trainer.max_epochs={args.epochs}",
+            *([f"--data.batch_size={args.batch_size}"] if args.batch_size else []),
             "--trainer.enable_progress_bar=false",
             f"--trainer.default_root_dir={root}",
             "--log_suffix=sculpting",
             "--force",
             "-n",
             name,
-        ]
+        ],
+        args.in_process,
     )
     return root / f"{name}_sculpting"
 
 
-def predictions(run: Path, data: Path, sample: str) -> Path:
+def predictions(run: Path, data: Path, sample: str, in_process: bool = False) -> Path:
     """The predictions of ``run`` on ``data/<sample>.h5`` with the jet mass (written once)."""
     suffix = f"sculpting_{sample}"
     pattern = f"*__test_{suffix}.h5"
@@ -89,7 +99,8 @@ def predictions(run: Path, data: Path, sample: str) -> Path:
                 "--evaluation.run_evaluation=false",
                 "--trainer.enable_progress_bar=false",
                 f"--test_suffix={suffix}",
-            ]
+            ],
+            in_process,
         )
         found = sorted((run / "ckpts").glob(pattern), key=lambda p: p.stat().st_mtime)
     return found[-1]  # the newest: that of the checkpoint salt test chose last
@@ -101,12 +112,16 @@ def main() -> None:
     parser.add_argument("--num_train", type=int, default=100_000)
     parser.add_argument("--num_val", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch_size", type=int, default=None, help="default: the configs'")
     parser.add_argument("--strength", type=float, default=None, help="default: GN2_disco.yaml's")
     parser.add_argument("--samples", nargs="+", default=["test", "val"], help="pooled files")
     parser.add_argument("--working_points", type=float, nargs="+", default=[0.70, 0.85])
     parser.add_argument("--runs", type=Path, nargs=2, metavar=("WITHOUT", "WITH"),
                         help="evaluate these run directories instead of training")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
+    parser.add_argument("--in_process", action="store_true",
+                        help="run salt's fits and tests in this process, not a new one each "
+                        "(no start-up in the fit times)")  # fmt: skip
     args = parser.parse_args()
     root = args.out or Path(tempfile.mkdtemp())
     root.mkdir(parents=True, exist_ok=True)
@@ -132,7 +147,7 @@ def main() -> None:
     print("| model | WP | light rej. | KS | KS p-value | JS | JS random | light jets passing |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, run in runs.items():
-        files = [predictions(run, args.data, s) for s in args.samples]
+        files = [predictions(run, args.data, s, args.in_process) for s in args.samples]
         for wp in args.working_points:
             f = mass_sculpting(files, working_point=wp)
             print(f"| {label} | {wp:.0%} | {f.light_rejection:.1f} | {f.ks:.3f} | "

@@ -87,7 +87,7 @@ def main() -> None:
     raw_block = raw_read(args.file, num_jets, 50_000)
     print(f"file: {args.file}  jets: {num_jets}  batch: {args.batch_size}  tracks: 40")
     print(f"{'reader':<44}{'jets/s':>12}{'ratio':>10}")
-    print(f"{'raw h5py, 1000-row reads':<44}{raw_batch:>12,.0f}{1.0:>10.2f}")
+    print(f"{f'raw h5py, {args.batch_size}-row reads':<44}{raw_batch:>12,.0f}{1.0:>10.2f}")
     print(f"{'raw h5py, 50k-row reads':<44}{raw_block:>12,.0f}{raw_block / raw_batch:>10.2f}")
     for workers in args.workers:
         first, later = salt_loader(args.file, norm, num_jets, workers, args.batch_size)

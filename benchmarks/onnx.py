@@ -15,6 +15,7 @@ repeat, so load from other processes on the machine hits them alike.
 
     python benchmarks/onnx.py [--ckpt_path RUN/ckpts/X.ckpt | --config A.yaml [B.yaml ...]]
                               [--threads 2] [--jets 200] [--batch 1000] [--repeats 3]
+                              [--num_train 500] [--num_val 1000] [--parity_jets 500]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import onnxruntime as ort
 import torch
 
 from salt.export.onnx_export import (
+    DEFAULT_PARITY_JETS,
     OnnxWrapper,
     _arguments,
     export_graph,
@@ -53,12 +55,15 @@ from salt.export.parity import ParityCase, onnx_feed
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_run(work: Path, configs: list[Path]) -> Path:
-    """Demo data and one short epoch of the model in ``configs``; returns the checkpoint."""
+def train_run(work: Path, configs: list[Path], num_train: int, num_val: int) -> Path:
+    """Demo data and one short epoch (``num_train`` jets) of the model in ``configs``, validated
+    on ``num_val`` jets (also those timed); returns the checkpoint."""
     from salt.cli.main import main
     from salt.data.demo import generate_demo_data
 
-    data = generate_demo_data(work / "data", n_train=2000, n_val=1000, n_test=100, seed=1)
+    data = generate_demo_data(
+        work / "data", n_train=max(2000, num_train), n_val=num_val, n_test=100, seed=1
+    )
     code = main(
         [
             "fit",
@@ -69,8 +74,8 @@ def train_run(work: Path, configs: list[Path]) -> Path:
             f"--data.norm_dict={data['norm_dict']}",
             f"--data.class_dict={data['class_dict']}",
             "--data.num_inputs=null",
-            "--data.num_train=500",
-            "--data.batch_size=250",
+            f"--data.num_train={num_train}",
+            f"--data.batch_size={min(250, num_train)}",
             "--data.num_workers=0",
             "--trainer.max_epochs=1",
             "--trainer.enable_progress_bar=false",
@@ -123,6 +128,21 @@ def main() -> None:
     parser.add_argument("--jets", type=int, default=200, help="jets timed one by one")
     parser.add_argument("--batch", type=int, default=1000, help="jets in the throughput batch")
     parser.add_argument("--repeats", type=int, default=3, help="timings of the large batch")
+    parser.add_argument(
+        "--num_train",
+        type=int,
+        default=500,
+        help="training jets of the run built without --ckpt_path",
+    )
+    parser.add_argument(
+        "--num_val", type=int, default=1000, help="validation jets of that run (the timed ones)"
+    )
+    parser.add_argument(
+        "--parity_jets",
+        type=int,
+        default=DEFAULT_PARITY_JETS,
+        help="validation jets of the export's parity check (0: generated jets only)",
+    )
     args = parser.parse_args()
     for name in ("salt", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -130,9 +150,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        ckpt = args.ckpt_path or train_run(work, args.config)
+        ckpt = args.ckpt_path or train_run(work, args.config, args.num_train, args.num_val)
         onnx_path = work / "network.onnx"
-        slot = export_onnx(ckpt, output=onnx_path).metadata["onnx"]["pad_sentinel"]
+        exported = export_onnx(ckpt, output=onnx_path, parity_jets=args.parity_jets)
+        slot = exported.metadata["onnx"]["pad_sentinel"]
         module, datamodule = load_run(ckpt.resolve().parent.parent / "config.yaml", ckpt)
         batch = real_case(datamodule, args.batch)
         descs = input_descs(datamodule)

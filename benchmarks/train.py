@@ -3,7 +3,8 @@
 Measures the full GN2 config and the demo config, eager and (with --compile) torch.compile'd,
 on the demo data, in one run so the figures compare directly.
 
-    python benchmarks/train.py [--steps 30] [--batch_size 1000] [--compile] [--configs GN2 demo]
+    python benchmarks/train.py [--steps 30] [--batch_size 1000] [--compile [--backend eager]]
+                              [--configs GN2 demo]
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    parser.add_argument(
+        "--backend",
+        default="inductor",
+        help="torch.compile backend (eager: dynamo's graph capture alone, no code generation)",
+    )
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     args = parser.parse_args()
     if not (args.data / "train.h5").exists():
@@ -86,7 +92,7 @@ def main() -> None:
         modes = [("eager", model)]
         if args.compile:
             compiled, _ = build(CONFIGS[name], args.batch_size, args.workers, args.data)
-            compiled.model.compile()
+            compiled.model.compile(backend=args.backend)
             modes.append(("compiled", compiled))
         for mode, module in modes:
             rate, wait = measure(module, datamodule, args.steps, args.warmup)

@@ -14,7 +14,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,11 +87,12 @@ def test_yaml_block(where: str, text: str, tmp_path: Path, monkeypatch: pytest.M
 
 
 # -- bash: every page's commands, run ------------------------------------------------------------
-# Each page with bash blocks is run as one script in a scratch checkout (``configs/`` linked, the
-# page's ``# file:`` blocks written), in page order, by tests/docs_runner.py: bash expands the
-# lines, salt's commands run in this process with tiny sizes. A page starts from a bare checkout,
-# from the tiny demo data, or in the checkout of the page it builds on, after that page has run
-# (as for a reader who follows the tutorials in order: run directories name their paths
+# Each page with bash blocks is run as one script in a scratch checkout (``configs/`` linked,
+# ``benchmarks/`` copied, the page's ``# file:`` blocks written), in page order, by
+# tests/docs_runner.py: bash expands the lines, salt's commands and the benchmark scripts run in
+# this process with tiny sizes (a benchmark's printed table is checked). A page starts from a
+# bare checkout, from the tiny demo data, or in the checkout of the page it builds on, after that
+# page has run (as for a reader who follows the tutorials in order: run directories name their paths
 # absolutely, so a checkout is never copied once it holds runs).
 NAV = [m for m in re.findall(r":\s*(\S+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), re.M)]
 SHELL_PAGES = ["README.md"] + [
@@ -133,13 +136,6 @@ NOT_RUN = {
         "the Comet logger writes offline, as the next line then does here",
         "tensorboard --logdir": "starts a web server that runs until stopped",
     },
-    "benchmarks.md": {
-        "python benchmarks/": "a benchmark: timings at the sizes written take minutes to hours",
-    },
-    "tutorials/toolbox.md": {
-        "python benchmarks/disco_sculpting.py": "a benchmark: trains with and without DisCo "
-        "on 100k jets for minutes",
-    },
 }
 # lines whose arguments are parsed by the real parsers but which are not run, with the reason
 S3_BUCKET = "needs a real bucket (tests/test_s3.py runs download_S3 and S3 run directories "
@@ -173,6 +169,50 @@ TINY_FIT = [
     "--trainer.enable_progress_bar=false",
 ]
 TINY_DEMO = ["--train", "400", "--val", "200", "--test", "100", "--block-size", "400"]
+# the benchmark scripts at a few seconds each (their options; the last one wins)
+TINY_BENCHMARKS = {
+    "benchmarks/loader.py": ["--jets", "400", "--workers", "0", "--batch_size", "100"],
+    "benchmarks/train.py": ["--steps", "1", "--warmup", "0", "--batch_size", "50"],
+    "benchmarks/test.py": ["--num_test", "100", "--batch_size", "50"],
+    "benchmarks/onnx.py": [
+        *("--threads", "1", "--jets", "3", "--batch", "50", "--repeats", "1"),
+        *("--num_train", "100", "--num_val", "100", "--parity_jets", "0"),
+    ],
+    "benchmarks/disco_sculpting.py": [
+        *("--num_train", "100", "--num_val", "50", "--epochs", "1", "--batch_size", "50"),
+        *("--samples", "test", "--in_process"),
+    ],
+    "benchmarks/startup.py": ["--repeat", "1"],
+}
+# torch.compile: dynamo's graph capture of the demo GN2 only (inductor: tens of seconds a config)
+TINY_COMPILE = ["--configs", "demo", "--backend", "eager"]
+# what each benchmark prints: its table's rows, with figures
+NUMBER = r"[\d,]+(\.\d+)?"
+BENCHMARK_OUTPUT = {
+    "benchmarks/loader.py": [
+        rf"raw h5py, 100-row reads +{NUMBER} +1\.00",
+        rf"salt loader, 0 worker\(s\), next epoch +{NUMBER} +{NUMBER}",
+    ],
+    "benchmarks/train.py": [rf"demo +eager +{NUMBER} +{NUMBER} +{NUMBER}%"],
+    "benchmarks/test.py": [
+        rf"forward pass only +{NUMBER} +1\.00",
+        rf"salt test \(whole command\) +{NUMBER} +{NUMBER}",
+    ],
+    "benchmarks/onnx.py": [
+        rf"pytorch eager +{NUMBER} ms +1\.00x +{NUMBER} +1\.00x",
+        rf"onnxruntime.* {NUMBER} ms +{NUMBER}x +{NUMBER} +{NUMBER}x",
+    ],
+    "benchmarks/disco_sculpting.py": [
+        rf"\| {model} \| {wp}% \| {NUMBER} \| {NUMBER} \| .* \| \d+ / \d+ \|"
+        for model in ("without DisCo", "with DisCo")
+        for wp in (70, 85)
+    ],
+    "benchmarks/startup.py": [
+        rf"\| {re.escape(label)}[^|]*\| {NUMBER} \| {NUMBER} \| {NUMBER} \|"
+        for label in ("salt --help", "salt inspect train.h5", "config error")
+    ],
+    "benchmarks/vs_salt_ml.py": [r"usage: vs_salt_ml\.py"],
+}
 
 
 def tiny(prog: str, args: list[str]) -> list[str]:
@@ -181,6 +221,9 @@ def tiny(prog: str, args: list[str]) -> list[str]:
         out = list(args)
         out[out.index("--steps") + 1] = "1"
         return out
+    if prog == "python" and args and args[0] in TINY_BENCHMARKS and "--help" not in args:
+        compile_ = TINY_COMPILE if "--compile" in args else []
+        return [*args, *TINY_BENCHMARKS[args[0]], *compile_]
     if prog != "salt" or not args:
         return args
     if args[0] == "fit" and "--print_config" not in args and "--help" not in args:
@@ -223,10 +266,13 @@ class PageRun:
     runner: Path
     calls: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    printed: list[tuple[list[str], str]] = field(default_factory=list)  # python: argv, stdout
 
     def report(self) -> str:
         shell = docs_runner.shell_output(self.runner)
-        return "\n".join(["calls:", *self.calls[-5:], "errors:", *self.errors, "bash:", shell])
+        out = self.printed[-1][1][-3000:] if self.printed else ""
+        lines = ["calls:", *self.calls[-5:], "errors:", *self.errors, "bash:", shell]
+        return "\n".join([*lines, "last python output:", out])
 
 
 class Checkouts:
@@ -247,6 +293,9 @@ class Checkouts:
             work = self.base / "bare"
             work.mkdir()
             (work / "configs").symlink_to(ROOT / "configs")
+            # copied, not linked: a script finds configs and data next to itself, in the checkout
+            ignore = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(ROOT / "benchmarks", work / "benchmarks", ignore=ignore)
             return work
         if name == "data":
             from salt.data.demo import generate_demo_data
@@ -290,7 +339,13 @@ class Checkouts:
                 if mode == "parse":
                     parse_only(argv)
                     return 0
-                code = docs_runner.in_process(argv[0], tiny(argv[0], argv[1:]))
+                if argv[0] == "python":  # its output is checked; its settings are undone
+                    out = io.StringIO()
+                    with contextlib.redirect_stdout(out), script_state():
+                        code = docs_runner.in_process("python", tiny("python", argv[1:]))
+                    run.printed.append((argv, out.getvalue()))
+                else:
+                    code = docs_runner.in_process(argv[0], tiny(argv[0], argv[1:]))
                 if code:
                     run.errors.append(f"exit {code}: {shlex.join(argv)}")
                 return code
@@ -305,6 +360,48 @@ class Checkouts:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
         run.code = docs_runner.run_script(plan.script, work, run.runner, handler, env)
         return run
+
+
+@contextlib.contextmanager
+def script_state() -> Iterator[None]:
+    """Undo what a script run in this process sets for the whole process (torch's threads, the
+    levels of salt's and Lightning's loggers); its temporary directories are removed after it
+    (they go in a new one, with a short path: sockets are made there)."""
+    import logging
+
+    import torch
+
+    names = ("salt", "lightning.pytorch", "lightning.fabric")
+    levels = {name: logging.getLogger(name).level for name in names}
+    threads, saved_tmp = torch.get_num_threads(), tempfile.tempdir
+    tmp = tempfile.mkdtemp(prefix="salt-docs-")
+    tempfile.tempdir = tmp
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved_tmp
+        shutil.rmtree(tmp, ignore_errors=True)
+        torch.set_num_threads(threads)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def benchmark_problems(page: str, run: PageRun) -> list[str]:
+    """The page's benchmark lines that were not run or did not print their table."""
+    path = ROOT / page if page == "README.md" else DOCS / page
+    text = "\n".join(docs_runner.shell_blocks(path))
+    wanted = re.findall(r"^python (benchmarks/\w+\.py)", text, re.M)
+    ran = [argv[1] for argv, _ in run.printed if argv[1:2] and argv[1] in BENCHMARK_OUTPUT]
+    problems = [f"never run: {s}" for s in wanted if s not in ran]
+    for argv, out in run.printed:
+        script = argv[1] if len(argv) > 1 else ""
+        patterns = list(BENCHMARK_OUTPUT.get(script, []))
+        if script == "benchmarks/train.py" and "--compile" in argv:
+            patterns.append(rf"demo +compiled +{NUMBER}")
+        missing = [p for p in patterns if not re.search(p, out, re.M)]
+        if missing:
+            problems.append(f"{shlex.join(argv)}: no line matching {missing}:\n{out[-2000:]}")
+    return problems
 
 
 def page_files(path: Path) -> dict[str, str]:
@@ -330,6 +427,8 @@ def test_page_commands_run(page: str, checkouts: Checkouts):
     """Every line of the page's bash blocks, in order, as a reader would paste them."""
     run = checkouts.run_page(page)
     assert run.code == 0, f"{page} failed:\n{run.report()}"
+    problems = benchmark_problems(page, run)
+    assert not problems, "\n".join(problems)
 
 
 def test_every_tool_is_run_somewhere():
