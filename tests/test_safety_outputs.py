@@ -184,3 +184,32 @@ def test_ckpt_path_last_without_a_run_is_one_line(demo_dir: Path, tmp_path: Path
     line = last_error(capsys)
     assert line.startswith("salt: error: --ckpt_path last:") and "not a run directory" in line
     assert not (tmp_path / "fresh_run").exists()
+
+
+@pytest.mark.slow
+def test_a_checkpoint_beyond_the_file_size_limit_fails_in_one_line(demo_dir: Path, tmp_path: Path):
+    """``ulimit -f`` (or a full disk) during fit: the checkpoint named with the cause, no
+    half-written file, and the run marked failed rather than left ``running``."""
+    import yaml
+
+    def small_files() -> None:
+        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, hard))  # below one GN2 checkpoint
+
+    done = subprocess.run(
+        [sys.executable, "-m", "salt", *fit_args(demo_dir, tmp_path, "full")],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=small_files,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    ckpts = tmp_path / "full_run" / "ckpts"
+    assert line.startswith("salt: error: ") and f"checkpoint {ckpts}" in line, line
+    assert "File too large" in line
+    assert not list(ckpts.iterdir())  # nothing half-written, no temporary file left
+    meta = yaml.safe_load((tmp_path / "full_run" / "metadata.yaml").read_text())
+    assert meta["status"] == "failed"

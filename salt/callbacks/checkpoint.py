@@ -105,6 +105,9 @@ class LastCheckpoint(_RunDirCheckpoint):
             save_top_k=0,
             save_last=True,
             every_n_train_steps=every_n_train_steps,
+            # one last.ckpt per run, replaced atomically: never last-v1.ckpt beside it (a run
+            # resumed after a move, whose saved folder Lightning no longer recognises)
+            enable_version_counter=False,
         )
         self._due_at_epoch_end = False
 

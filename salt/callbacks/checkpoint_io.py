@@ -3,8 +3,11 @@ and read without unpickling code (see :mod:`salt.safe_load`)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import resource
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,18 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
     return removed
 
 
+def write_failure_reason(err: BaseException, directory: Path) -> str:
+    """Why a write stopped, in words: torch reports a refused write as an inconsistent stream
+    position, which says nothing about a file-size limit or a full disk."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != resource.RLIM_INFINITY:
+        return f"File too large: the file-size limit (ulimit -f) is {soft} bytes"
+    if shutil.disk_usage(directory).free < 1 << 20:
+        return "No space left on device"
+    strerror = getattr(err, "strerror", None)
+    return strerror or str(err).splitlines()[0]
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Save with ``torch.save`` into a temporary file in the same directory, then ``os.replace``.
 
@@ -71,8 +86,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as err:
+            written = Path(tmp).stat().st_size if Path(tmp).exists() else 0
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(err, (OSError, RuntimeError)):  # torch's zip writer: RuntimeError
+                raise OSError(
+                    getattr(err, "errno", None) or errno.EIO,
+                    f"checkpoint {target}: the write failed after {written} bytes "
+                    f"({write_failure_reason(err, target.parent)}); the file of that name from "
+                    "before, if any, is intact",
+                ) from err
             raise
 
     def load_checkpoint(

@@ -9,6 +9,7 @@ counts, parameter count, status) and the copied dicts. The status becomes ``fini
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from salt.redact import redact_yaml
 from salt.s3.cli import S3Session
 from salt.utils.files import atomic_write_text
 from salt.utils.modules import count_parameters
+
+log = logging.getLogger(__name__)
 
 # config keys that are derived from the run directory when left empty: saved empty again, so a
 # copied run directory stays self-consistent
@@ -127,6 +130,11 @@ class SaveRunDirectory(SaveConfigCallback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        interrupted = isinstance(exception, KeyboardInterrupt)
-        if interrupted and trainer.is_global_zero and self.metadata_path.is_file():
-            update_metadata(self.metadata_path, status="interrupted")
+        """``interrupted`` (resumable) or ``failed``: a run that stopped never says ``running``."""
+        if not trainer.is_global_zero or not self.metadata_path.is_file():
+            return
+        status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+        try:
+            update_metadata(self.metadata_path, status=status)
+        except OSError as err:  # a full disk may refuse this too; the run's own error is shown
+            log.warning("could not mark %s as %s: %s", self.metadata_path, status, err)
