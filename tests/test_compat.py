@@ -364,8 +364,9 @@ def test_docs_page_commands_run(demo_dir: Path, tmp_path: Path, monkeypatch):
         config["data"][key] = str(demo_dir / f"{key}.yaml")
     (tmp_path / "GN2_salt_ml.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "dicts").mkdir()  # the page's `mkdir -p dicts`
     for argv in commands:
-        args = [a.replace("$OUT", str(tmp_path / "out")) for a in argv[1:]]
+        args = argv[1:]
         if args[0] == "fit":
             tiny = [a for a in short_fit_args(demo_dir, tmp_path, "doc") if "_dict=" not in a]
             args += [a for a in tiny if not a.startswith("--data.") or "num" in a or "batch" in a]
@@ -373,9 +374,9 @@ def test_docs_page_commands_run(demo_dir: Path, tmp_path: Path, monkeypatch):
     assert list((tmp_path / "doc_ml" / "ckpts").glob("*.ckpt"))
     migrated = yaml.safe_load((tmp_path / "GN2_salt.yaml").read_text())
     assert not translate_config(migrated).changed
-    norm = yaml.safe_load((tmp_path / "out" / "norm_dict.yaml").read_text())
+    norm = yaml.safe_load((tmp_path / "dicts" / "norm_dict.yaml").read_text())
     assert set(norm) == {"jets", "tracks"} and "d0" in norm["tracks"]
-    classes = yaml.safe_load((tmp_path / "out" / "class_dict.yaml").read_text())
+    classes = yaml.safe_load((tmp_path / "dicts" / "class_dict.yaml").read_text())
     assert len(classes["jets"]["flavour_label"]) == 4
 
 
