@@ -133,6 +133,8 @@ class SaveRunDirectory(SaveConfigCallback):
         """``interrupted`` (resumable) or ``failed``: a run that stopped never says ``running``."""
         if not trainer.is_global_zero or not self.metadata_path.is_file():
             return
+        if isinstance(exception, SystemExit):  # a pre-emption: its callback wrote the status
+            return
         status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
         try:
             update_metadata(self.metadata_path, status=status)
