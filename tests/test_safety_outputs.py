@@ -110,10 +110,9 @@ def test_a_second_evaluation_of_the_same_output_fails_and_leaves_the_first_alone
 ):
     from salt.cli.main import main
 
-    (out,) = trained.glob("ckpts/*__test_test.h5") or [None]
-    if out is None:
+    if not list(trained.glob("ckpts/*__test_test.h5")):  # the first evaluation, if none ran yet
         assert main(evaluate_args(trained)) == 0
-        (out,) = trained.glob("ckpts/*__test_test.h5")
+    (out,) = trained.glob("ckpts/*__test_test.h5")
     before = out.read_bytes()
     holder = OutputClaim(out)  # another salt test of this run, writing its temporary file
     holder.acquire()
@@ -209,7 +208,7 @@ def test_a_checkpoint_beyond_the_file_size_limit_fails_in_one_line(demo_dir: Pat
     line = done.stderr.strip().splitlines()[-1]
     ckpts = tmp_path / "full_run" / "ckpts"
     assert line.startswith("salt: error: ") and f"checkpoint {ckpts}" in line, line
-    assert "File too large" in line
+    assert "File too large" in line and "[Errno" not in line
     assert not list(ckpts.iterdir())  # nothing half-written, no temporary file left
     meta = yaml.safe_load((tmp_path / "full_run" / "metadata.yaml").read_text())
     assert meta["status"] == "failed"

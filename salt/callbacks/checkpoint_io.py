@@ -43,16 +43,16 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
     return removed
 
 
-def write_failure_reason(err: BaseException, directory: Path) -> str:
-    """Why a write stopped, in words: torch reports a refused write as an inconsistent stream
-    position, which says nothing about a file-size limit or a full disk."""
+def write_failure_reason(err: BaseException, directory: Path) -> tuple[int, str]:
+    """Why a write stopped (errno, words): torch reports a refused write as an inconsistent
+    stream position, which says nothing about a file-size limit or a full disk."""
     soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
     if soft != resource.RLIM_INFINITY:
-        return f"File too large: the file-size limit (ulimit -f) is {soft} bytes"
+        return errno.EFBIG, f"File too large: the file-size limit (ulimit -f) is {soft} bytes"
     if shutil.disk_usage(directory).free < 1 << 20:
-        return "No space left on device"
-    strerror = getattr(err, "strerror", None)
-    return strerror or str(err).splitlines()[0]
+        return errno.ENOSPC, "No space left on device"
+    code = getattr(err, "errno", None) or errno.EIO
+    return code, getattr(err, "strerror", None) or str(err).splitlines()[0]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -90,12 +90,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             written = Path(tmp).stat().st_size if Path(tmp).exists() else 0
             Path(tmp).unlink(missing_ok=True)
             if isinstance(err, (OSError, RuntimeError)):  # torch's zip writer: RuntimeError
-                raise OSError(
-                    getattr(err, "errno", None) or errno.EIO,
-                    f"checkpoint {target}: the write failed after {written} bytes "
-                    f"({write_failure_reason(err, target.parent)}); the file of that name from "
-                    "before, if any, is intact",
-                ) from err
+                code, reason = write_failure_reason(err, target.parent)
+                failed = OSError(
+                    f"checkpoint {target}: the write failed after {written} bytes ({reason}); "
+                    "the file of that name from before, if any, is intact"
+                )
+                failed.errno = code  # for callers that test it; the message stays one sentence
+                raise failed from err
             raise
 
     def load_checkpoint(
