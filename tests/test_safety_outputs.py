@@ -64,6 +64,24 @@ def test_a_file_short_of_jets_is_never_renamed_into_place(tmp_path: Path):
 
 
 # -- through the commands -------------------------------------------------------------------------
+def salt_with_file_size_limit(args: list[str], limit: int) -> subprocess.CompletedProcess:
+    """``salt <args>`` in a new process whose files may not grow beyond ``limit`` bytes
+    (``ulimit -f``; the soft limit only, so the test process keeps its own)."""
+
+    def small_files() -> None:
+        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+
+    return subprocess.run(
+        [sys.executable, "-m", "salt", *args],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=small_files,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
 @pytest.fixture(scope="module")
 def trained(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from salt.cli.main import main
@@ -137,19 +155,7 @@ def test_a_write_that_hits_the_file_size_limit_names_the_file(trained: Path, tmp
     before = out.read_bytes()
     limit = 1_000_000  # far below the file with constituent outputs
 
-    def small_files() -> None:
-        resource.setrlimit(
-            resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1])
-        )
-
-    done = subprocess.run(
-        [sys.executable, "-m", "salt", *evaluate_args(trained, "--overwrite")],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        preexec_fn=small_files,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = salt_with_file_size_limit(evaluate_args(trained, "--overwrite"), limit)
     assert done.returncode == 2, done.stderr[-2000:]
     line = done.stderr.strip().splitlines()[-1]
     assert line.startswith("salt: error: predictions file") and str(out) in line
@@ -191,18 +197,8 @@ def test_a_checkpoint_beyond_the_file_size_limit_fails_in_one_line(demo_dir: Pat
     half-written file, and the run marked failed rather than left ``running``."""
     import yaml
 
-    def small_files() -> None:
-        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
-        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, hard))  # below one GN2 checkpoint
-
-    done = subprocess.run(
-        [sys.executable, "-m", "salt", *fit_args(demo_dir, tmp_path, "full")],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        preexec_fn=small_files,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    # below one GN2 checkpoint
+    done = salt_with_file_size_limit(fit_args(demo_dir, tmp_path, "full"), 300_000)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     line = done.stderr.strip().splitlines()[-1]
